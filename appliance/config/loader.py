@@ -1,0 +1,720 @@
+"""Reading a school's configuration directory into frozen policy facts.
+
+A directory holds ``school.yaml`` (who and where), ``timetable.yaml`` (when), ``lists.yaml``
+(what), and the CSV, list and iCal files they name. Everything is validated before anything is
+built, and every problem is reported at once as ``FILE:PATH: message``; a directory with any
+problem raises :class:`ConfigError` and builds nothing, so a bad policy never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, show
+from appliance.lists.formats import ListReport, Rule, load_rules
+from appliance.lists.matcher import DomainMatcher
+from appliance.lists.services import (
+    BUNDLED,
+    Category,
+    CategoryPolicy,
+    Service,
+    ServiceIndex,
+    bundled_text,
+)
+from appliance.policy.facts import (
+    ClientNetwork,
+    Device,
+    Facts,
+    Group,
+    Network,
+    Room,
+    StaffRule,
+)
+from appliance.timetable.engine import Timetable
+from appliance.timetable.ics import read_ics
+from appliance.timetable.model import (
+    WEEKDAYS,
+    Closure,
+    DateRange,
+    Lesson,
+    Period,
+    PeriodKind,
+    Term,
+    TimetableSpec,
+)
+
+SCHOOL, TIMETABLE, LISTS = "school.yaml", "timetable.yaml", "lists.yaml"
+
+
+class _Yaml(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1's surprises: ``2027-02-30`` and ``10:50`` stay text.
+
+    PyYAML would turn an unquoted ``10:50`` into 650 (base 60) and crash on an impossible
+    date; as text, the checker reports either with its file and path.
+    """
+
+
+_Yaml.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+for _first in "-+0123456789":
+    _Yaml.yaml_implicit_resolvers[_first] = [
+        (tag, regex)
+        for tag, regex in _Yaml.yaml_implicit_resolvers.get(_first, [])
+        if not (tag == "tag:yaml.org,2002:int" and ":" in regex.pattern)
+    ]
+
+
+def read_yaml_text(text: str) -> Any:
+    """Parse YAML the way every LessonGate file is read."""
+    return yaml.load(text, Loader=_Yaml)
+
+
+CLIENT_GROUPS = (Group.STUDENTS, Group.STAFF, Group.GUESTS)
+
+
+@dataclass(frozen=True)
+class School:
+    id: str
+    name: str
+    timezone: str
+    policy_document: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated school configuration: the facts for decide() and what went into them."""
+
+    directory: Path
+    school: School
+    facts: Facts
+    reports: tuple[ListReport, ...]
+
+
+def load(directory: Path | str) -> Config:
+    """Validate and build; raises :class:`ConfigError` with every issue found."""
+    return _Loader(Path(directory)).load()
+
+
+class _Loader:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.issues: list[ConfigIssue] = []
+
+    # -- files -------------------------------------------------------------------------------
+
+    def checker(self, name: str) -> Checker:
+        return Checker(name)
+
+    def finish(self, checker: Checker) -> None:
+        self.issues.extend(checker.issues)
+
+    def read_yaml(self, name: str, *, required: bool = True) -> Any:
+        path = self.directory / name
+        if not path.is_file():
+            if required:
+                self.issues.append(ConfigIssue(name, "", "file is missing"))
+            return None
+        try:
+            return read_yaml_text(path.read_text("utf-8"))
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            self.issues.append(ConfigIssue(name, where, f"not valid YAML: {error.problem}"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+            self.issues.append(ConfigIssue(name, "", f"cannot be read: {error}"))
+        return None
+
+    def referenced(self, check: Checker, value: Any, path: str) -> Path | None:
+        """A file named in the config, relative to the config directory, that must exist."""
+        name = check.text(value, path)
+        if name is None:
+            return None
+        target = (self.directory / name).resolve()
+        if not target.is_file():
+            check.error(path, f"{show(name)}: no such file in {self.directory}")
+            return None
+        return target
+
+    # -- the whole -----------------------------------------------------------------------------
+
+    def load(self) -> Config:
+        school_doc = self.read_yaml(SCHOOL)
+        timetable_doc = self.read_yaml(TIMETABLE)
+        lists_doc = self.read_yaml(LISTS)
+        if self.issues:
+            raise ConfigError(self.issues)
+        school, networks, rooms, devices, staff_rule = self.school(school_doc)
+        spec = self.timetable(timetable_doc, school.timezone if school else "Europe/London")
+        services = self.lists(lists_doc)
+        if self.issues or school is None or spec is None or services is None:
+            raise ConfigError(self.issues)
+        facts = Facts(
+            school_id=school.id,
+            networks=networks,
+            rooms=rooms,
+            devices=devices,
+            services=services,
+            timetable=Timetable(spec),
+            staff_rule=staff_rule,
+        )
+        return Config(self.directory, school, facts, services.reports)
+
+    # -- school.yaml ---------------------------------------------------------------------------
+
+    def school(
+        self, doc: Any
+    ) -> tuple[
+        School | None, tuple[ClientNetwork, ...], tuple[Room, ...], tuple[Device, ...], StaffRule
+    ]:
+        check = self.checker(SCHOOL)
+        top = (
+            check.mapping(
+                doc, "", required=("school", "policy", "networks"), optional=("rooms", "devices")
+            )
+            or {}
+        )
+        school = None
+        info = (
+            check.mapping(top.get("school", {}), "school", required=("id", "name", "timezone"))
+            or {}
+        )
+        policy = (
+            check.mapping(
+                top.get("policy", {}), "policy", required=("document", "version", "staff")
+            )
+            or {}
+        )
+        zone = check.text(info.get("timezone"), "school.timezone")
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                check.error(
+                    "school.timezone", f"{show(zone)} is not a time zone (e.g. Europe/London)"
+                )
+                zone = None
+        school_id = check.ident(info.get("id"), "school.id")
+        name = check.text(info.get("name"), "school.name")
+        document = check.text(policy.get("document"), "policy.document")
+        version = policy.get("version")
+        if not isinstance(version, str) or not version:
+            check.error("policy.version", f'{show(version)} must be text, e.g. "4.0" (quoted)')
+        staff = check.choice(policy.get("staff"), "policy.staff", [str(r) for r in StaffRule])
+        if school_id and name and zone and document and isinstance(version, str) and version:
+            school = School(school_id, name, zone, document, version)
+
+        networks: list[ClientNetwork] = []
+        network_docs = check.sequence(top.get("networks", []), "networks", allow_empty=False)
+        for i, item in enumerate(network_docs):
+            path = child("networks", i)
+            entry = check.mapping(item, path, required=("name", "group", "cidr")) or {}
+            net_name = check.ident(entry.get("name"), child(path, "name"))
+            group = check.choice(entry.get("group"), child(path, "group"), CLIENT_GROUPS)
+            cidr = (
+                check.network(entry.get("cidr"), child(path, "cidr")) if "cidr" in entry else None
+            )
+            if net_name and group and cidr:
+                for other in networks:
+                    if cidr.overlaps(other.network):
+                        check.error(
+                            child(path, "cidr"),
+                            f"{cidr} overlaps network {other.name} ({other.network})",
+                        )
+                networks.append(ClientNetwork(net_name, Group(group), cidr))
+        _unique(check, "networks", [n.name for n in networks])
+
+        rooms: list[Room] = []
+        for i, item in enumerate(check.sequence(top.get("rooms", []), "rooms")):
+            path = child("rooms", i)
+            entry = check.mapping(item, path, required=("name", "cidr")) or {}
+            room_name = check.text(entry.get("name"), child(path, "name"))
+            cidr = (
+                check.network(entry.get("cidr"), child(path, "cidr")) if "cidr" in entry else None
+            )
+            # Only judged against a complete networks list, so one bad network is one error.
+            if room_name and cidr and len(networks) == len(network_docs):
+                if not any(_within(cidr, n.network) for n in networks):
+                    inside = ", ".join(str(n.network) for n in networks)
+                    check.error(child(path, "cidr"), f"{cidr} is not inside any network ({inside})")
+                rooms.append(Room(room_name, cidr))
+        _unique(check, "rooms", [r.name for r in rooms])
+
+        devices: tuple[Device, ...] = ()
+        if "devices" in top:
+            source = self.referenced(check, top["devices"], "devices")
+            if source is not None:
+                devices = self.devices(source)
+        self.finish(check)
+        return (
+            school,
+            tuple(networks),
+            tuple(rooms),
+            devices,
+            StaffRule(staff or StaffRule.LESSON_TIME),
+        )
+
+    def devices(self, path: Path) -> tuple[Device, ...]:
+        check = self.checker(path.name)
+        out: list[Device] = []
+        for line, row in _csv_rows(check, path, ("id", "mac", "address", "owner", "class")):
+            device_id = check.text(row["id"], f"line {line}.id")
+            mac = (row["mac"] or "").strip().lower()
+            if mac and not _is_mac(mac):
+                check.error(
+                    f"line {line}.mac", f"{show(mac)} is not a MAC address (aa:bb:cc:dd:ee:ff)"
+                )
+            address = (
+                check.address(row["address"], f"line {line}.address") if row["address"] else None
+            )
+            if not mac and not row["address"]:
+                check.error(f"line {line}", "a device needs a mac or an address")
+            if device_id:
+                out.append(
+                    Device(
+                        device_id,
+                        (row["owner"] or "").strip(),
+                        (row["class"] or "").strip(),
+                        mac,
+                        address,
+                    )
+                )
+        _unique(check, "id", [d.id for d in out])
+        self.finish(check)
+        return tuple(out)
+
+    # -- timetable.yaml ------------------------------------------------------------------------
+
+    def timetable(self, doc: Any, zone: str) -> TimetableSpec | None:
+        check = self.checker(TIMETABLE)
+        top = (
+            check.mapping(
+                doc,
+                "",
+                required=("terms", "cycle", "days"),
+                optional=("closures", "import", "lessons"),
+            )
+            or {}
+        )
+        terms = [
+            term
+            for i, item in enumerate(
+                check.sequence(top.get("terms", []), "terms", allow_empty=False)
+            )
+            if (term := _term(check, item, child("terms", i)))
+        ]
+        closures = [
+            closure
+            for i, item in enumerate(check.sequence(top.get("closures", []), "closures"))
+            if (closure := _closure(check, item, child("closures", i)))
+        ]
+        for i, item in enumerate(check.sequence(top.get("import", []), "import")):
+            path = child("import", i)
+            entry = check.mapping(item, path, required=("file", "as")) or {}
+            kind = check.choice(entry.get("as"), child(path, "as"), ("closures", "terms"))
+            source = self.referenced(check, entry.get("file"), child(path, "file"))
+            if source is None or kind is None:
+                continue
+            try:
+                events = read_ics(source.read_bytes(), ZoneInfo(zone))
+            except ValueError as error:
+                check.error(
+                    child(path, "file"), f"{source.name} is not a readable iCalendar file: {error}"
+                )
+                continue
+            if kind == "closures":
+                closures.extend(Closure(DateRange(e.start, e.end), e.summary) for e in events)
+            else:
+                terms.extend(Term(e.summary, DateRange(e.start, e.end)) for e in events)
+
+        cycle_doc = check.mapping(top.get("cycle", {}), "cycle", required=("weeks", "start")) or {}
+        weeks = [
+            week
+            for i, w in enumerate(
+                check.sequence(cycle_doc.get("weeks", []), "cycle.weeks", allow_empty=False)
+            )
+            if (week := check.text(w, child("cycle.weeks", i)))
+        ]
+        _unique(check, "cycle.weeks", weeks)
+        start = check.date(cycle_doc.get("start"), "cycle.start") if "start" in cycle_doc else None
+        if start is not None and start.weekday() != 0:
+            check.error(
+                "cycle.start",
+                f"{start} is a {WEEKDAYS[start.weekday()].title()}; the cycle starts on a Monday",
+            )
+
+        days: dict[int, tuple[Period, ...]] = {}
+        declared: dict[int, list[str]] = {}  # lesson names as written, valid times or not
+        days_doc = check.mapping(top.get("days", {}), "days", optional=WEEKDAYS) or {}
+        for day_name, periods_doc in days_doc.items():
+            if day_name in WEEKDAYS:
+                weekday = WEEKDAYS.index(day_name)
+                days[weekday] = _periods(check, periods_doc, child("days", day_name))
+                declared[weekday] = [
+                    str(p["name"])
+                    for p in (periods_doc if isinstance(periods_doc, list) else [])
+                    if isinstance(p, Mapping) and p.get("kind") == "lesson" and "name" in p
+                ]
+        if not days and "days" in top:
+            check.error("days", "must name at least one school day")
+
+        lessons: tuple[Lesson, ...] = ()
+        if "lessons" in top:
+            source = self.referenced(check, top["lessons"], "lessons")
+            if source is not None:
+                lessons = self.lessons(source, weeks, declared)
+        self.finish(check)
+        if check.issues or start is None:
+            return None
+        return TimetableSpec(
+            zone, tuple(terms), tuple(closures), tuple(weeks), start, days, lessons
+        )
+
+    def lessons(
+        self, path: Path, weeks: list[str], days: Mapping[int, list[str]]
+    ) -> tuple[Lesson, ...]:
+        """Lessons are checked against the lesson periods *declared* for each day, so a
+        period with a bad time is one error in timetable.yaml, not one per CSV row too."""
+        check = self.checker(path.name)
+        out: list[Lesson] = []
+        day_names = [WEEKDAYS[d] for d in sorted(days)]
+        seen: set[tuple[str, str, int, str]] = set()
+        for line, row in _csv_rows(
+            check, path, ("teacher", "week", "day", "period", "room", "class")
+        ):
+            where = f"line {line}"
+            teacher = check.text(row["teacher"], f"{where}.teacher")
+            week = check.choice((row["week"] or "").strip(), f"{where}.week", weeks)
+            day = check.choice((row["day"] or "").strip().lower(), f"{where}.day", day_names)
+            room = check.text(row["room"], f"{where}.room")
+            klass = check.text(row["class"], f"{where}.class")
+            if day is None:
+                continue
+            weekday = WEEKDAYS.index(day)
+            lessons_that_day = days[weekday]
+            period = check.choice(
+                (row["period"] or "").strip(), f"{where}.period", lessons_that_day
+            )
+            if teacher and week and period and room and klass:
+                key = (teacher, week, weekday, period)
+                if key in seen:
+                    check.error(where, f"{teacher} already teaches in week {week} {day} {period}")
+                seen.add(key)
+                out.append(Lesson(teacher, week, weekday, period, room, klass))
+        self.finish(check)
+        return tuple(out)
+
+    # -- lists.yaml ----------------------------------------------------------------------------
+
+    def lists(self, doc: Any) -> ServiceIndex | None:
+        check = self.checker(LISTS)
+        top = (
+            check.mapping(doc, "", required=("categories",), optional=("include", "services")) or {}
+        )
+        categories: dict[str, Category] = {}
+        for key, value in (check.table(top.get("categories", {}), "categories") or {}).items():
+            path = child("categories", str(key))
+            cat_id = check.ident(key, path)
+            entry = (
+                check.mapping(value, path, required=("policy",), optional=("description",)) or {}
+            )
+            policy = check.choice(
+                entry.get("policy"), child(path, "policy"), [str(p) for p in CategoryPolicy]
+            )
+            if cat_id and policy:
+                categories[cat_id] = Category(
+                    cat_id, CategoryPolicy(policy), str(entry.get("description", ""))
+                )
+
+        matcher: DomainMatcher[Service] = DomainMatcher()
+        services: dict[str, Service] = {}
+        reports: list[ListReport] = []
+
+        def add_service(
+            c: Checker, path: str, entry: Mapping[str, Any], source: str
+        ) -> Service | None:
+            service_id = c.ident(entry.get("id"), child(path, "id"))
+            name = c.text(entry.get("name"), child(path, "name"))
+            category = c.choice(entry.get("category"), child(path, "category"), sorted(categories))
+            if not (service_id and name and category):
+                return None
+            if service_id in services:
+                existing = services[service_id]
+                if existing.category != category:
+                    c.error(
+                        child(path, "category"),
+                        f"service {service_id} is already in category {existing.category}"
+                        f" ({source})",
+                    )
+                return existing
+            services[service_id] = Service(service_id, name, category)
+            return services[service_id]
+
+        def add_defined(c: Checker, items: Any, path: str, source: str) -> None:
+            report = ListReport(source)
+            for i, item in enumerate(c.sequence(items, path)):
+                entry_path = child(path, i)
+                entry = (
+                    c.mapping(item, entry_path, required=("id", "name", "category", "domains"))
+                    or {}
+                )
+                service = add_service(c, entry_path, entry, source)
+                domains = c.sequence(
+                    entry.get("domains", []), child(entry_path, "domains"), allow_empty=False
+                )
+                for j, domain in enumerate(domains):
+                    if not isinstance(domain, str):
+                        c.error(
+                            child(child(entry_path, "domains"), j),
+                            f"{show(domain)} is not a domain name",
+                        )
+                if service is not None:
+                    before = len(report.skipped)
+                    load_rules(matcher, [str(d) for d in domains], _always(service), report)
+                    for skipped in report.skipped[before:]:
+                        c.error(
+                            child(child(entry_path, "domains"), skipped.line - 1), skipped.reason
+                        )
+            reports.append(report)
+
+        for i, item in enumerate(check.sequence(top.get("include", []), "include")):
+            path = child("include", i)
+            if isinstance(item, Mapping) and "bundled" in item:
+                entry = check.mapping(item, path, required=("bundled",)) or {}
+                bundled = check.choice(entry.get("bundled"), child(path, "bundled"), BUNDLED)
+                if bundled:
+                    bundled_checker = Checker(f"bundled:{bundled}")
+                    data = read_yaml_text(bundled_text(bundled))
+                    add_defined(
+                        bundled_checker, data.get("services"), "services", f"bundled:{bundled}"
+                    )
+                    for issue in bundled_checker.issues:
+                        check.error(path, f"bundled list: {issue}")
+            elif isinstance(item, Mapping) and "adguard_services" in item:
+                entry = (
+                    check.mapping(
+                        item, path, required=("adguard_services", "category"), optional=("ids",)
+                    )
+                    or {}
+                )
+                source = self.referenced(
+                    check, entry.get("adguard_services"), child(path, "adguard_services")
+                )
+                category = check.choice(
+                    entry.get("category"), child(path, "category"), sorted(categories)
+                )
+                wanted = entry.get("ids")
+                if wanted is not None and not (
+                    isinstance(wanted, list) and all(isinstance(x, str) for x in wanted)
+                ):
+                    check.error(child(path, "ids"), "must be a list of AdGuard service ids")
+                    wanted = None
+                if source is not None and category is not None:
+                    reports.append(
+                        self.adguard(
+                            check,
+                            child(path, "adguard_services"),
+                            source,
+                            category,
+                            wanted,
+                            add_service,
+                            matcher,
+                        )
+                    )
+            else:
+                entry = (
+                    check.mapping(item, path, required=("file", "service", "name", "category"))
+                    or {}
+                )
+                source = self.referenced(check, entry.get("file"), child(path, "file"))
+                service = add_service(
+                    check, path, {"id": entry.get("service"), **entry}, str(entry.get("file"))
+                )
+                if source is not None and service is not None:
+                    report = ListReport(source.name)
+                    with source.open(encoding="utf-8", errors="replace") as lines:
+                        load_rules(matcher, lines, _always(service), report)
+                    reports.append(report)
+        add_defined(check, top.get("services", []), "services", LISTS)
+        self.finish(check)
+        if check.issues:
+            return None
+        return ServiceIndex(services, categories, matcher, tuple(reports))
+
+    def adguard(
+        self,
+        check: Checker,
+        path: str,
+        source: Path,
+        category: str,
+        wanted: list[str] | None,
+        add_service: Any,
+        matcher: DomainMatcher[Service],
+    ) -> ListReport:
+        """AdGuard Home's blocked-services JSON: each service keeps its AdGuard id and name."""
+        report = ListReport(source.name)
+        try:
+            data = json.loads(source.read_text("utf-8"))
+            entries = data["services"] if isinstance(data, Mapping) else data
+            known = {e["id"]: e for e in entries}
+        except (ValueError, KeyError, TypeError) as error:
+            check.error(path, f"{source.name} is not AdGuard's blocked-services JSON: {error}")
+            return report
+        for missing in sorted(set(wanted or ()) - set(known)):
+            check.error(path, f"{source.name} has no service {show(missing)}")
+        for service_id, entry in known.items():
+            if wanted is not None and service_id not in wanted:
+                continue
+            service = add_service(
+                check,
+                path,
+                {"id": service_id, "name": entry.get("name", service_id), "category": category},
+                source.name,
+            )
+            if service is not None:
+                load_rules(matcher, entry.get("rules", []), _always(service), report)
+        return report
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def _term(check: Checker, item: Any, path: str) -> Term | None:
+    entry = (
+        check.mapping(item, path, required=("name", "start", "end"), optional=("half_term",)) or {}
+    )
+    name = check.text(entry.get("name"), child(path, "name"))
+    dates = _range(check, entry, path)
+    half_terms: list[DateRange] = []
+    if "half_term" in entry:
+        half_path = child(path, "half_term")
+        half_doc = check.mapping(entry["half_term"], half_path, required=("start", "end")) or {}
+        half = _range(check, half_doc, half_path) if half_doc else None
+        if half and dates and not (dates.start <= half.start and half.end <= dates.end):
+            check.error(
+                half_path,
+                f"{half.start}..{half.end} is not inside the term {dates.start}..{dates.end}",
+            )
+        if half:
+            half_terms.append(half)
+    return Term(name, dates, tuple(half_terms)) if name and dates else None
+
+
+def _closure(check: Checker, item: Any, path: str) -> Closure | None:
+    entry = check.mapping(item, path, required=("reason",), optional=("date", "start", "end")) or {}
+    reason = check.text(entry.get("reason"), child(path, "reason"))
+    if "date" in entry:
+        if "start" in entry or "end" in entry:
+            check.error(path, "give either date, or start and end")
+            return None
+        day = check.date(entry["date"], child(path, "date"))
+        dates = DateRange(day, day) if day else None
+    else:
+        dates = _range(check, entry, path) if entry else None
+    return Closure(dates, reason) if dates and reason else None
+
+
+def _range(check: Checker, entry: Mapping[str, Any], path: str) -> DateRange | None:
+    for key in ("start", "end"):
+        if key not in entry:
+            check.error(child(path, key), "is required")
+            return None
+    start = check.date(entry["start"], child(path, "start"))
+    end = check.date(entry["end"], child(path, "end"))
+    if start is None or end is None:
+        return None
+    if end < start:
+        check.error(child(path, "end"), f"{end} is before the start {start}")
+        return None
+    return DateRange(start, end)
+
+
+def _periods(check: Checker, doc: Any, path: str) -> tuple[Period, ...]:
+    out: list[Period] = []
+    for i, item in enumerate(check.sequence(doc, path)):
+        item_path = child(path, i)
+        entry = check.mapping(item, item_path, required=("name", "kind", "start", "end")) or {}
+        name = check.text(entry.get("name"), child(item_path, "name"))
+        kind = check.choice(
+            entry.get("kind"), child(item_path, "kind"), [str(k) for k in PeriodKind]
+        )
+        start = (
+            check.time(entry.get("start"), child(item_path, "start")) if "start" in entry else None
+        )
+        end = check.time(entry.get("end"), child(item_path, "end")) if "end" in entry else None
+        if start and end and end <= start:
+            check.error(
+                child(item_path, "end"), f"{end:%H:%M} is not after the start {start:%H:%M}"
+            )
+            continue
+        if start and out and start < out[-1].end:
+            check.error(
+                child(item_path, "start"),
+                f"{start:%H:%M} is before the end of {out[-1].name} ({out[-1].end:%H:%M})",
+            )
+            continue
+        if name and kind and start and end:
+            out.append(Period(name, PeriodKind(kind), start, end))
+    _unique(check, path, [p.name for p in out])
+    return tuple(out)
+
+
+def _always(service: Service) -> Callable[[Rule], Service]:
+    """Every rule of a service's list maps to that service."""
+    return lambda _rule: service
+
+
+def _unique(check: Checker, path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            check.error(path, f"{show(name)} appears twice; names must be unique")
+        seen.add(name)
+
+
+def _within(inner: Network, outer: Network) -> bool:
+    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
+
+
+def _is_mac(text: str) -> bool:
+    parts = text.split(":")
+    return len(parts) == 6 and all(
+        len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts
+    )
+
+
+def _csv_rows(
+    check: Checker, path: Path, columns: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a CSV with exactly these columns (in any order), numbered as an editor shows them."""
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        check.error("", f"cannot be read: {error}")
+        return
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in reader.fieldnames or []]
+    if sorted(header) != sorted(columns):
+        check.error(
+            "line 1", f"columns must be: {','.join(columns)} (got {','.join(header) or 'none'})"
+        )
+        return
+    reader.fieldnames = header
+    for number, row in enumerate(reader, start=2):
+        yield number, {k: (v or "").strip() for k, v in row.items() if k is not None}

@@ -1,0 +1,112 @@
+"""decide(): is this client allowed to reach this name now, and why. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from appliance.lists.names import normalise
+from appliance.lists.services import CategoryPolicy, Service
+from appliance.policy.decision import Decision, Reason, Verdict
+from appliance.policy.facts import Client, Device, Exemption, Facts, Group, ScopeKind, StaffRule
+from appliance.timetable.engine import Slot
+
+
+def decide(facts: Facts, client: Client, name: str, now: dt.datetime) -> Decision:
+    """The verdict for one name, with the rule that gave it.
+
+    Order matters and is the policy: never-exemptible lists first (no one, ever), then a
+    teacher's exemption (never for guests), then the group's rule.
+    """
+    network = facts.network_of(client.address)
+    group = network.group if network else Group.UNKNOWN
+    slot = facts.timetable.at(now)
+    normal = normalise(name)
+    if normal is None:
+        return _decision(name, Verdict.BLOCK, group, Reason.INVALID_NAME, slot)
+    service = facts.services.match(normal)
+    if service is None:
+        return _decision(normal, Verdict.ALLOW, group, Reason.NOT_LISTED, slot)
+    category = facts.services.categories.get(service.category)
+    if category is not None and category.policy is CategoryPolicy.NEVER_EXEMPTIBLE:
+        return _decision(normal, Verdict.BLOCK, group, Reason.NEVER_EXEMPTIBLE, slot, service)
+    device = facts.device_of(client)
+    if group in (Group.STUDENTS, Group.STAFF):
+        exemption = _exemption_for(facts, client, device, service, now)
+        if exemption is not None:
+            return _decision(
+                normal, Verdict.ALLOW, group, Reason.EXEMPTION, slot, service, exemption.id
+            )
+    if group is Group.STAFF:
+        if _staff_blocked(facts, device, slot, now):
+            reason = (
+                Reason.STAFF_TEACHING
+                if facts.staff_rule is StaffRule.TEACHING_PERIODS and device and device.owner
+                else Reason.STAFF_LESSON_TIME
+            )
+            return _decision(normal, Verdict.BLOCK, group, reason, slot, service)
+        return _decision(normal, Verdict.ALLOW, group, Reason.STAFF_OUTSIDE_LESSONS, slot, service)
+    reason = {
+        Group.STUDENTS: Reason.STUDENT_ALWAYS,
+        Group.GUESTS: Reason.GUEST_ALWAYS,
+        Group.UNKNOWN: Reason.UNKNOWN_NETWORK,
+    }[group]
+    return _decision(normal, Verdict.BLOCK, group, reason, slot, service)
+
+
+def _staff_blocked(facts: Facts, device: Device | None, slot: Slot, now: dt.datetime) -> bool:
+    """Lesson time for all staff, or, by the school's choice, the periods each teacher teaches.
+
+    A staff device with no known owner falls back to lesson time: the stricter reading.
+    """
+    if facts.staff_rule is StaffRule.TEACHING_PERIODS and device is not None and device.owner:
+        return facts.timetable.lesson(device.owner, now) is not None
+    return slot.in_lesson
+
+
+def _exemption_for(
+    facts: Facts, client: Client, device: Device | None, service: Service, now: dt.datetime
+) -> Exemption | None:
+    for exemption in facts.exemptions:
+        if not exemption.active(now):
+            continue
+        if exemption.service and exemption.service != service.id:
+            continue
+        if exemption.category and exemption.category != service.category:
+            continue
+        if _in_scope(facts, exemption, client, device):
+            return exemption
+    return None
+
+
+def _in_scope(facts: Facts, exemption: Exemption, client: Client, device: Device | None) -> bool:
+    match exemption.scope:
+        case ScopeKind.ROOM:
+            room = facts.room(exemption.scope_value)
+            return room is not None and client.address in room.network
+        case ScopeKind.CLASS:
+            return device is not None and device.klass == exemption.scope_value
+        case ScopeKind.DEVICE:
+            value = exemption.scope_value
+            return value == str(client.address) or (device is not None and device.id == value)
+
+
+def _decision(
+    name: str,
+    verdict: Verdict,
+    group: Group,
+    reason: Reason,
+    slot: Slot,
+    service: Service | None = None,
+    exemption_id: str | None = None,
+) -> Decision:
+    return Decision(
+        name=name,
+        verdict=verdict,
+        group=str(group),
+        reason=reason,
+        service=service.id if service else None,
+        category=service.category if service else None,
+        period=slot.period.name if slot.period else None,
+        period_kind=str(slot.kind) if slot.kind else None,
+        exemption_id=exemption_id,
+    )

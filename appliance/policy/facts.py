@@ -1,0 +1,130 @@
+"""The frozen facts decide() reads: who the clients are, what is listed, when lessons are.
+
+Built once per policy load by :mod:`appliance.config`; exemptions are swapped in as they change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from appliance.lists.services import ServiceIndex
+from appliance.timetable.engine import Timetable
+
+type Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Group(StrEnum):
+    STUDENTS = "students"
+    STAFF = "staff"
+    GUESTS = "guests"
+    UNKNOWN = "unknown"  # an address in no configured network: treated like students
+
+
+class StaffRule(StrEnum):
+    """When the policy blocks staff from restricted services."""
+
+    LESSON_TIME = "lesson-time"  # any lesson period on a school day
+    TEACHING_PERIODS = "teaching-periods"  # only the periods each teacher teaches
+
+
+class ScopeKind(StrEnum):
+    ROOM = "room"
+    CLASS = "class"
+    DEVICE = "device"
+
+
+@dataclass(frozen=True)
+class ClientNetwork:
+    name: str
+    group: Group
+    network: Network
+
+
+@dataclass(frozen=True)
+class Room:
+    name: str
+    network: Network
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered device: a student's tablet (with class) or a teacher's laptop (with owner)."""
+
+    id: str
+    owner: str = ""
+    klass: str = ""
+    mac: str = ""
+    address: Address | None = None
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is asking: an address, and the MAC when the gateway's neighbour table knows it."""
+
+    address: Address
+    mac: str = ""
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """A teacher's permission: scope (room, class or device) × service or category, for a time."""
+
+    id: str
+    scope: ScopeKind
+    scope_value: str
+    start: dt.datetime
+    end: dt.datetime
+    service: str = ""  # a service id, or
+    category: str = ""  # a whole category
+    created_by: str = ""
+    reason: str = ""
+
+    def active(self, now: dt.datetime) -> bool:
+        return self.start <= now < self.end
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything decide() needs, frozen. ``with_exemptions`` gives the next generation."""
+
+    school_id: str
+    networks: tuple[ClientNetwork, ...]
+    rooms: tuple[Room, ...]
+    devices: tuple[Device, ...]
+    services: ServiceIndex
+    timetable: Timetable
+    staff_rule: StaffRule = StaffRule.LESSON_TIME
+    exemptions: tuple[Exemption, ...] = ()
+    _by_mac: Mapping[str, Device] = field(init=False, repr=False, compare=False)
+    _by_address: Mapping[Address, Device] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Most specific network first, so a room or a sub-range can sit inside a wider range.
+        ordered = tuple(sorted(self.networks, key=lambda n: -n.network.prefixlen))
+        object.__setattr__(self, "networks", ordered)
+        object.__setattr__(self, "_by_mac", {d.mac: d for d in self.devices if d.mac})
+        object.__setattr__(
+            self, "_by_address", {d.address: d for d in self.devices if d.address is not None}
+        )
+
+    def with_exemptions(self, exemptions: tuple[Exemption, ...]) -> Facts:
+        return replace(self, exemptions=exemptions)
+
+    def network_of(self, address: Address) -> ClientNetwork | None:
+        return next((n for n in self.networks if address in n.network), None)
+
+    def device_of(self, client: Client) -> Device | None:
+        if client.mac and (device := self._by_mac.get(client.mac.lower())):
+            return device
+        return self._by_address.get(client.address)
+
+    def room_of(self, address: Address) -> Room | None:
+        return next((r for r in self.rooms if address in r.network), None)
+
+    def room(self, name: str) -> Room | None:
+        return next((r for r in self.rooms if r.name == name), None)

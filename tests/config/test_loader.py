@@ -1,0 +1,327 @@
+"""Loading a school's configuration: every problem is reported at once as ``FILE:PATH: message``.
+
+Each broken configuration is a small edit of a copy of the example school, checked through
+``lessongate validate`` exactly as an administrator would see it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from appliance.cli.main import main
+from appliance.config.errors import ConfigError, ConfigIssue
+from appliance.config.loader import load
+
+SCHOOL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
+
+
+def edit(directory: Path, name: str, old: str, new: str) -> None:
+    """Replace the single occurrence of ``old`` in one file of the copied school."""
+    path = directory / name
+    text = path.read_text("utf-8")
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {name}"
+    path.write_text(text.replace(old, new), "utf-8")
+
+
+def validate(directory: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    rc = main(["validate", str(directory)])
+    return rc, capsys.readouterr().out.splitlines()
+
+
+def every_day(line: str) -> list[str]:
+    """``days.monday`` is a YAML anchor reused by tuesday..friday: one line for each day."""
+    return [line.format(day=day) for day in SCHOOL_DAYS]
+
+
+def remove(name: str) -> Callable[[Path], None]:
+    return lambda d: (d / name).unlink()
+
+
+def change(name: str, old: str, new: str) -> Callable[[Path], None]:
+    return lambda d: edit(d, name, old, new)
+
+
+SCHOOL, TIMETABLE, LISTS = "school.yaml", "timetable.yaml", "lists.yaml"
+P2 = '{name: P2, kind: lesson, start: "09:50", end: "10:50"}'
+BREAK = '{name: Break, kind: break, start: "10:50", end: "11:10"}'
+
+# id, the edit, the exact lines printed ("{dir}" stands for the school's directory)
+BROKEN = [
+    pytest.param(
+        change(TIMETABLE, P2, P2.replace('end: "10:50"', 'end: "25:00"')),
+        every_day('timetable.yaml:days.{day}[2].end: "25:00" is not a time (HH:MM)'),
+        id="time-out-of-range",
+    ),
+    pytest.param(
+        change(SCHOOL, "  timezone: Europe/London\n", "  timezone: Europe/London\n  colour: red\n"),
+        ["school.yaml:school.colour: unknown key; allowed: id, name, timezone"],
+        id="unknown-key",
+    ),
+    pytest.param(
+        change(SCHOOL, "    cidr: 10.40.0.0/16\n", ""),
+        ["school.yaml:networks[2].cidr: is required"],
+        id="missing-required-key",
+    ),
+    pytest.param(
+        change(SCHOOL, "  name: Example Academy\n", ""),
+        ["school.yaml:school.name: is required"],
+        id="missing-required-key-reported-once",
+    ),
+    pytest.param(
+        change(SCHOOL, "cidr: 10.40.0.0/16", "cidr: 10.40.0.0/33"),
+        [
+            'school.yaml:networks[2].cidr: "10.40.0.0/33" is not a network in CIDR form'
+            " (e.g. 10.20.0.0/16)"
+        ],
+        id="bad-cidr-prefix",
+    ),
+    pytest.param(
+        change(SCHOOL, "cidr: 10.40.0.0/16", "cidr: 10.40.0.1/16"),
+        [
+            'school.yaml:networks[2].cidr: "10.40.0.1/16" is not a network in CIDR form'
+            " (e.g. 10.20.0.0/16)"
+        ],
+        id="bad-cidr-host-bits",
+    ),
+    pytest.param(
+        change(SCHOOL, "cidr: 10.20.0.0/16", "cidr: 10.20.0.0/33"),
+        [
+            'school.yaml:networks[0].cidr: "10.20.0.0/33" is not a network in CIDR form'
+            " (e.g. 10.20.0.0/16)"
+        ],
+        id="bad-cidr-does-not-cascade-to-rooms",
+    ),
+    pytest.param(
+        change(SCHOOL, "cidr: 10.40.0.0/16", "cidr: 10.20.128.0/17"),
+        ["school.yaml:networks[2].cidr: 10.20.128.0/17 overlaps network students (10.20.0.0/16)"],
+        id="overlapping-networks",
+    ),
+    pytest.param(
+        change(SCHOOL, "cidr: 10.20.30.0/24", "cidr: 10.50.30.0/24"),
+        ["school.yaml:rooms[3].cidr: 10.50.30.0/24 is not inside any network"
+            " (10.20.0.0/16, 10.30.0.0/16, 10.40.0.0/16)"],
+        id="room-outside-networks",
+    ),
+    pytest.param(
+        change(SCHOOL, "group: guests", "group: visitors"),
+        ['school.yaml:networks[2].group: "visitors" is not one of: students, staff, guests'],
+        id="bad-group",
+    ),
+    pytest.param(
+        change(TIMETABLE, "date: 2027-05-03", 'date: "2027-02-30"'),
+        ['timetable.yaml:closures[1].date: "2027-02-30" is not a date (YYYY-MM-DD)'],
+        id="bad-date-quoted",
+    ),
+    pytest.param(
+        change(TIMETABLE, "date: 2027-05-03", "date: 2027-02-30"),
+        ['timetable.yaml:closures[1].date: "2027-02-30" is not a date (YYYY-MM-DD)'],
+        id="bad-date-unquoted",
+    ),
+    pytest.param(
+        change(TIMETABLE, "end: 2026-12-18", "end: 2026-08-01"),
+        ["timetable.yaml:terms[0].end: 2026-08-01 is before the start 2026-09-02"],
+        id="term-end-before-start",
+    ),
+    pytest.param(
+        change(
+            TIMETABLE,
+            "{start: 2026-10-26, end: 2026-10-30}",
+            "{start: 2026-12-21, end: 2026-12-23}",
+        ),
+        [
+            "timetable.yaml:terms[0].half_term: 2026-12-21..2026-12-23 is not inside the term"
+            " 2026-09-02..2026-12-18"
+        ],
+        id="half-term-outside-term",
+    ),
+    pytest.param(
+        change(TIMETABLE, "start: 2026-09-07", "start: 2026-09-08"),
+        ["timetable.yaml:cycle.start: 2026-09-08 is a Tuesday; the cycle starts on a Monday"],
+        id="cycle-start-not-monday",
+    ),
+    pytest.param(
+        change(TIMETABLE, BREAK, BREAK.replace('start: "10:50"', 'start: "10:40"')),
+        every_day("timetable.yaml:days.{day}[3].start: 10:40 is before the end of P2 (10:50)"),
+        id="periods-overlap",
+    ),
+    pytest.param(
+        change(TIMETABLE, P2, P2.replace('start: "09:50"', 'start: "09:40"')),
+        every_day("timetable.yaml:days.{day}[2].start: 09:40 is before the end of P1 (09:50)"),
+        id="periods-overlap-lesson-does-not-cascade-to-lessons",
+    ),
+    pytest.param(
+        change(TIMETABLE, P2, P2.replace('end: "10:50"', 'end: "09:30"')),
+        every_day("timetable.yaml:days.{day}[2].end: 09:30 is not after the start 09:50"),
+        id="period-ends-before-start",
+    ),
+    pytest.param(
+        change(LISTS, "category: social\n    domains", "category: chat\n    domains"),
+        [
+            'lists.yaml:services[0].category: "chat" is not one of:'
+            " blogs, illegal, messaging, social, video"
+        ],
+        id="unknown-service-category",
+    ),
+    pytest.param(
+        change(TIMETABLE, "weeks: [A, B]", "weeks: [A, B, A]"),
+        ['timetable.yaml:cycle.weeks: "A" appears twice; names must be unique'],
+        id="duplicate-week-names",
+    ),
+    pytest.param(
+        change("teaching.csv", "MSM,A,monday,P1,", "MSM,A,monday,P6,"),
+        ['teaching.csv:line 2.period: "P6" is not one of: P1, P2, P3, P4, P5'],
+        id="lesson-unknown-period",
+    ),
+    pytest.param(
+        change("teaching.csv", "MSM,A,tuesday,P3,S12,9X2\n", "MSM,C,tuesday,P3,S12,9X2\n"),
+        ['teaching.csv:line 4.week: "C" is not one of: A, B'],
+        id="lesson-unknown-week",
+    ),
+    pytest.param(
+        change(
+            "teaching.csv",
+            "MSM,A,monday,P2,S12,10Y1\n",
+            "MSM,A,monday,P9,S12,10Y1\n",
+        ),
+        ['teaching.csv:line 3.period: "P9" is not one of: P1, P2, P3, P4, P5'],
+        id="lesson-unknown-period-second-row",
+    ),
+    pytest.param(
+        change("devices.csv", "msm-laptop,02:00:00:30:01:01,", "msm-laptop,02:00:00:30:01,"),
+        ['devices.csv:line 2.mac: "02:00:00:30:01" is not a MAC address (aa:bb:cc:dd:ee:ff)'],
+        id="bad-mac",
+    ),
+    pytest.param(
+        change(SCHOOL, "devices: devices.csv", "devices: devices-2026.csv"),
+        ['school.yaml:devices: "devices-2026.csv": no such file in {dir}'],
+        id="missing-referenced-file",
+    ),
+    pytest.param(
+        remove("teaching.csv"),
+        ['timetable.yaml:lessons: "teaching.csv": no such file in {dir}'],
+        id="missing-lessons-file",
+    ),
+    pytest.param(
+        change(SCHOOL, "  name: Example Academy", "  name: Example: Academy"),
+        ["school.yaml:line 6, column 16: not valid YAML: mapping values are not allowed here"],
+        id="yaml-syntax-error",
+    ),
+    pytest.param(
+        remove(SCHOOL),
+        ["school.yaml:(root): file is missing"],
+        id="missing-school-yaml",
+    ),
+    pytest.param(
+        change(SCHOOL, 'version: "4.0"', "version: 4.0"),
+        ['school.yaml:policy.version: 4.0 must be text, e.g. "4.0" (quoted)'],
+        id="policy-version-unquoted",
+    ),
+    pytest.param(
+        change(SCHOOL, "staff: lesson-time", "staff: always"),
+        ['school.yaml:policy.staff: "always" is not one of: lesson-time, teaching-periods'],
+        id="unknown-staff-rule",
+    ),
+]
+
+
+@pytest.mark.parametrize(("breaks", "expected"), BROKEN)
+def test_broken_school_reports_exact_lines(
+    school_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    breaks: Callable[[Path], None],
+    expected: list[str],
+) -> None:
+    breaks(school_dir)
+    rc, lines = validate(school_dir, capsys)
+    assert lines == [line.replace("{dir}", str(school_dir)) for line in expected]
+    assert rc == 1
+
+
+def test_duplicate_lesson_names_its_own_csv_line(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Line 3 is broken (so dropped); the duplicate of line 2 is on line 11, not line 10.
+    edit(school_dir, "teaching.csv", "MSM,A,monday,P2,", "MSM,A,monday,P9,")
+    with (school_dir / "teaching.csv").open("a", encoding="utf-8") as csv:
+        csv.write("MSM,A,monday,P1,S14,11Z3\n")
+    rc, lines = validate(school_dir, capsys)
+    assert lines == [
+        'teaching.csv:line 3.period: "P9" is not one of: P1, P2, P3, P4, P5',
+        "teaching.csv:line 11: MSM already teaches in week A monday P1",
+    ]
+    assert rc == 1
+
+
+def test_all_errors_are_reported_at_once(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(school_dir, SCHOOL, 'version: "4.0"', "version: 4.0")
+    edit(school_dir, TIMETABLE, "start: 2026-09-07", "start: 2026-09-08")
+    edit(school_dir, LISTS, "category: social\n    domains", "category: chat\n    domains")
+    rc, lines = validate(school_dir, capsys)
+    assert sorted(lines) == [
+        'lists.yaml:services[0].category: "chat" is not one of:'
+        " blogs, illegal, messaging, social, video",
+        'school.yaml:policy.version: 4.0 must be text, e.g. "4.0" (quoted)',
+        "timetable.yaml:cycle.start: 2026-09-08 is a Tuesday; the cycle starts on a Monday",
+    ]
+    assert rc == 1
+
+
+def test_unreadable_files_are_all_reported_at_once(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (school_dir / SCHOOL).unlink()
+    edit(school_dir, LISTS, "categories:", "categories: [")
+    rc, lines = validate(school_dir, capsys)
+    assert len(lines) == 2  # in the order the files are read: school, timetable, lists
+    assert lines[0] == "school.yaml:(root): file is missing"
+    assert lines[1].startswith("lists.yaml:line ")
+    assert ": not valid YAML: " in lines[1]
+    assert rc == 1
+
+
+def test_untouched_example_is_valid(school_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, lines = validate(school_dir, capsys)
+    assert rc == 0
+    assert lines[0].startswith(
+        f"{school_dir}: valid — Example Academy (example-school), 3 networks, 4 rooms, "
+    )
+    assert lines[0].endswith(", 9 lessons")
+
+
+def test_unquoted_times_are_read_as_times(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # YAML 1.1 reads an unquoted 11:10 as the number 670 ("670 is not a time" helps nobody).
+    p3 = '{name: P3, kind: lesson, start: "11:10", end: "12:10"}'
+    edit(school_dir, TIMETABLE, p3, "{name: P3, kind: lesson, start: 11:10, end: 12:10}")
+    rc, lines = validate(school_dir, capsys)
+    assert lines[0].startswith(f"{school_dir}: valid")
+    assert rc == 0
+    assert load(school_dir).facts.timetable.spec.days[0][4].start == dt.time(11, 10)
+
+
+def test_config_error_carries_issues(school_dir: Path) -> None:
+    edit(school_dir, SCHOOL, 'version: "4.0"', "version: 4.0")
+    with pytest.raises(ConfigError) as caught:
+        load(school_dir)
+    issue = ConfigIssue("school.yaml", "policy.version", '4.0 must be text, e.g. "4.0" (quoted)')
+    assert caught.value.issues == (issue,)
+    assert all(isinstance(i, ConfigIssue) for i in caught.value.issues)
+    assert str(issue) == 'school.yaml:policy.version: 4.0 must be text, e.g. "4.0" (quoted)'
+    assert str(caught.value) == str(issue)
+
+
+def test_failed_load_changes_nothing_on_disk(school_dir: Path) -> None:
+    edit(school_dir, TIMETABLE, "start: 2026-09-07", "start: 2026-09-08")
+    edit(school_dir, "devices.csv", "msm-laptop,02:00:00:30:01:01,", "msm-laptop,zz,")
+    before = {p: p.read_bytes() for p in sorted(school_dir.rglob("*")) if p.is_file()}
+    with pytest.raises(ConfigError):
+        load(school_dir)
+    after = {p: p.read_bytes() for p in sorted(school_dir.rglob("*")) if p.is_file()}
+    assert after == before
