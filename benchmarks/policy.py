@@ -86,41 +86,65 @@ def main() -> None:
 
     facts = config.facts
     services = facts.services
-    listed = [f"www.{d}" for d in rng.sample(domains, args.queries // 2)]
-    unlisted = [f"cdn.{d}x.example" for d in rng.sample(domains, args.queries // 2)]
-    names = listed + unlisted
-    rng.shuffle(names)
-    reference = frozenset(domains)
-    matches = sum(1 for n in names if services.match(n) is not None)
-    assert matches == len(listed), (matches, len(listed))
+    table = services.matcher.subtree
+    picked = rng.sample(domains, args.queries)
+    listed = [f"www.{d}" for d in picked]
+    unlisted = [f"cdn.{d}x.example" for d in picked]
+    # A school's real traffic repeats: a working set of 10,000 names, Zipf-like (s = 1).
+    working = listed[:5_000] + [f"www.{d}.lessongate.test" for d in domains[:5_000]]
+    weights = [1 / (rank + 1) for rank in range(len(working))]
+    realistic = rng.choices(working, weights, k=args.queries)
+    assert all(services.match(n) is not None for n in listed[:1000])
+    assert all(services.match(n) is None for n in unlisted[:1000])
 
-    lookup_ns = per_call_ns(services.match, names)
-    normalise_ns = per_call_ns(normalise, names)
-    reference_ns = per_call_ns(reference.__contains__, names)
+    def lookup_row(label: str, names: list[str], reference: list[str]) -> tuple[str, ...]:
+        ours = per_call_ns(services.match, names)
+        floor = per_call_ns(table.get, reference)
+        verdict = "met" if ours <= 1000 else "missed"
+        return (label, f"{ours:.0f} ns", f"{floor:.0f} ns", f"{ours / floor:.1f}×", verdict)
+
     now = dt.datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/London"))
     student = Client(ipaddress.ip_address("10.20.12.101"))
-    decide_ns = per_call_ns(lambda n: decide(facts, student, n, now), names[: args.queries // 4])
-
+    decide_ns = per_call_ns(
+        lambda n: decide(facts, student, n, now), realistic[: args.queries // 4]
+    )
+    normalise_ns = per_call_ns(normalise, realistic)
     rows = [
-        ("listed domains", f"{len(services.matcher.subtree):,}", "", ""),
-        ("config load (1M-domain list + example school)", f"{load_s:.2f} s", "≤ 1 s", ""),
-        ("memory for the loaded policy (RSS growth)", f"{memory:.0f} MB", "≤ 150 MB", ""),
-        ("name lookup (normalised name → service)", f"{lookup_ns:.0f} ns", "≤ 1 µs", "1.00×"),
-        (
-            "  reference: frozenset membership",
-            f"{reference_ns:.0f} ns",
-            "",
-            f"{reference_ns / lookup_ns:.2f}×",
+        lookup_row("lookup: listed name, uniform over 1M (cache-cold)", listed, picked),
+        lookup_row(
+            "lookup: unlisted name, uniform (cache-cold)", unlisted, [f"{d}x" for d in picked]
         ),
-        ("normalise(name)", f"{normalise_ns:.0f} ns", "", ""),
-        ("decide() (normalise + lookup + group + timetable)", f"{decide_ns:.0f} ns", "", ""),
-        ("decide() per second, one core", f"{1e9 / decide_ns:,.0f}", "", ""),
+        lookup_row(
+            "lookup: 10k-name working set, Zipf (realistic)",
+            realistic,
+            [n[4:] for n in realistic],
+        ),
+        ("normalise(name) (case, dot, IDN, syntax)", f"{normalise_ns:.0f} ns", "", "", ""),
+        ("decide() incl. normalise, group, timetable", f"{decide_ns:.0f} ns", "", "", ""),
+        ("decide() per second, one core", f"{1e9 / decide_ns:,.0f}", "", "", ""),
+        (
+            "config load: 1M-domain list + example school",
+            f"{load_s:.2f} s",
+            "",
+            "",
+            _met(load_s <= 1),
+        ),
+        ("RSS growth for the loaded policy", f"{memory:.0f} MB", "", "", _met(memory <= 150)),
     ]
-    print(f"Python {sys.version.split()[0]}, {len(names):,} queries (half listed), best of 3\n")
-    print("| measure | result | target | ratio to lookup |")
-    print("|---|---|---|---|")
+    print(
+        f"Python {sys.version.split()[0]}, {len(services.matcher.subtree):,} listed domains, "
+        f"{args.queries:,} queries per row, best of 3. Reference: one dict.get of the "
+        "registrable domain on the same table (the floor of any suffix matcher in Python)."
+    )
+    print()
+    print("| measure | LessonGate | reference | ratio | target (≤ 1 µs, ≤ 1 s, ≤ 150 MB) |")
+    print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
 
 
 if __name__ == "__main__":

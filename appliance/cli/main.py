@@ -237,10 +237,13 @@ def read_list_file(path: Path) -> tuple[DomainMatcher[Rule], ListReport]:
         except (ValueError, KeyError, TypeError) as error:
             raise UsageError(f"{path}: not AdGuard's blocked-services JSON ({error})") from error
         load_rules(
-            matcher, lines, lambda r: Rule(f"{owners[r.line - 1]}: {r.text}", r.line), report
+            matcher,
+            lines,
+            report,
+            value_for=lambda r: Rule(f"{owners[r.line - 1]}: {r.text}", r.line),
         )
     else:
-        load_rules(matcher, text.splitlines(), lambda r: r, report)
+        load_rules(matcher, text.splitlines(), report, value_for=lambda r: r)
     return matcher, report
 
 

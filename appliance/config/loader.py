@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, show
-from appliance.lists.formats import ListReport, Rule, load_rules
+from appliance.lists.formats import ListReport, load_rules, load_text
 from appliance.lists.matcher import DomainMatcher
 from appliance.lists.services import (
     BUNDLED,
@@ -486,7 +486,7 @@ class _Loader:
                         )
                 if service is not None:
                     before = len(report.skipped)
-                    load_rules(matcher, [str(d) for d in domains], _always(service), report)
+                    load_rules(matcher, [str(d) for d in domains], report, value=service)
                     for skipped in report.skipped[before:]:
                         c.error(
                             child(child(entry_path, "domains"), skipped.line - 1), skipped.reason
@@ -548,8 +548,8 @@ class _Loader:
                 )
                 if source is not None and service is not None:
                     report = ListReport(source.name)
-                    with source.open(encoding="utf-8", errors="replace") as lines:
-                        load_rules(matcher, lines, _always(service), report)
+                    text = source.read_text(encoding="utf-8", errors="replace")
+                    load_text(matcher, text, report, service)
                     reports.append(report)
         add_defined(check, top.get("services", []), "services", LISTS)
         self.finish(check)
@@ -576,19 +576,26 @@ class _Loader:
         except (ValueError, KeyError, TypeError) as error:
             check.error(path, f"{source.name} is not AdGuard's blocked-services JSON: {error}")
             return report
-        for missing in sorted(set(wanted or ()) - set(known)):
+
+        # AdGuard ids may hold "_" (epic_games); LessonGate ids use "-" (epic-games).
+        def ours(adguard_id: str) -> str:
+            return adguard_id.replace("_", "-")
+
+        chosen = {ours(w) for w in wanted} if wanted is not None else None
+        for missing in sorted((chosen or set()) - {ours(k) for k in known}):
             check.error(path, f"{source.name} has no service {show(missing)}")
-        for service_id, entry in known.items():
-            if wanted is not None and service_id not in wanted:
+        for adguard_id, entry in known.items():
+            service_id = ours(adguard_id)
+            if chosen is not None and service_id not in chosen:
                 continue
             service = add_service(
                 check,
                 path,
-                {"id": service_id, "name": entry.get("name", service_id), "category": category},
+                {"id": service_id, "name": entry.get("name", adguard_id), "category": category},
                 source.name,
             )
             if service is not None:
-                load_rules(matcher, entry.get("rules", []), _always(service), report)
+                load_rules(matcher, entry.get("rules", []), report, value=service)
         return report
 
 
@@ -673,11 +680,6 @@ def _periods(check: Checker, doc: Any, path: str) -> tuple[Period, ...]:
             out.append(Period(name, PeriodKind(kind), start, end))
     _unique(check, path, [p.name for p in out])
     return tuple(out)
-
-
-def _always(service: Service) -> Callable[[Rule], Service]:
-    """Every rule of a service's list maps to that service."""
-    return lambda _rule: service
 
 
 def _unique(check: Checker, path: str, names: list[str]) -> None:

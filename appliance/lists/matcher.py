@@ -1,8 +1,11 @@
 """Matching a host name against a compiled domain list.
 
 One structure serves the policy (value: the service) and ``lessongate lists match`` (value: the
-rule that listed the name). The hot path is a walk from the full name to its parents on label
-boundaries with one dict lookup per step, so a lookup costs O(labels), not O(list size).
+rule that listed the name). A lookup walks the name's suffixes from the top-level label down,
+one dict probe per label, and stops at the first suffix under which nothing is listed (the
+``internal`` set holds every proper parent of a listed domain). So ``www.example.org`` against a
+list of a million registrable domains costs a probe for ``org``, one for ``example.org`` and
+stops: in a large table each probe is a cache miss, so fewer probes is what makes it fast.
 Wildcard and regular-expression rules are indexed by the longest fixed parent domain they need,
 so they are only tried for names under it.
 """
@@ -19,41 +22,79 @@ class Pattern[T]:
 
     regex: re.Pattern[str]
     value: T
+    denied: tuple[str, ...] = ()  # AdGuard $denyallow: domains this rule does not cover
 
 
 @dataclass
 class DomainMatcher[T]:
-    """Domains that cover their subdomains, exact hosts, patterns and exceptions.
+    """Domains that cover their subdomains, exact hosts, patterns, exceptions and overrides.
 
-    ``exceptions`` (AdGuard ``@@`` rules and ``$denyallow`` domains) win over every other rule.
+    Precedence, as in AdGuard: ``important`` rules, then ``exceptions`` (``@@``), then the rest,
+    the most specific first (an exact host, then the deepest domain; a pattern under a domain is
+    more specific than that domain).
     """
 
     subtree: dict[str, T] = field(default_factory=dict)
     exact: dict[str, T] = field(default_factory=dict)
     patterns: dict[str, list[Pattern[T]]] = field(default_factory=dict)
     anywhere: list[Pattern[T]] = field(default_factory=list)
+    internal: set[str] = field(default_factory=set)
+    denied: dict[str, tuple[str, ...]] = field(default_factory=dict)
     exceptions: DomainMatcher[T] | None = None
+    important: DomainMatcher[T] | None = None
 
-    def except_domain(self, domain: str, value: T) -> None:
-        """Never match ``domain`` or its subdomains, whatever else lists them."""
-        if self.exceptions is None:
-            self.exceptions = DomainMatcher()
-        self.exceptions.add_domain(domain, value)
+    def add_domain(self, domain: str, value: T, denied: tuple[str, ...] = ()) -> None:
+        """List ``domain`` and its subdomains (less ``denied``); the first rule is kept."""
+        if domain in self.subtree:
+            return
+        self.subtree[domain] = value
+        if denied:
+            self.denied[domain] = denied
+        self._add_parents(domain)
 
-    def add_domain(self, domain: str, value: T) -> None:
-        """Block ``domain`` and its subdomains; the first rule for a domain is kept."""
-        self.subtree.setdefault(domain, value)
+    def add_domains(self, domains: list[str], value: T) -> None:
+        """:meth:`add_domain` for many domains with one value, at comprehension speed."""
+        subtree = self.subtree
+        fresh = {domain: value for domain in domains if domain not in subtree}
+        subtree.update(fresh)
+        for parent in {domain[domain.find(".") + 1 :] for domain in fresh}:
+            if parent not in self.internal:
+                self.internal.add(parent)
+                self._add_parents(parent)
 
     def add_exact(self, host: str, value: T) -> None:
         self.exact.setdefault(host, value)
 
-    def add_pattern(self, regex: re.Pattern[str], anchor: str | None, value: T) -> None:
-        """A pattern is tried only for names at or under ``anchor`` (or for all names)."""
-        pattern = Pattern(regex, value)
+    def add_pattern(
+        self, regex: re.Pattern[str], anchor: str | None, value: T, denied: tuple[str, ...] = ()
+    ) -> None:
+        """A pattern is tried only for names under ``anchor`` (or, without one, for all)."""
+        pattern = Pattern(regex, value, denied)
         if anchor:
             self.patterns.setdefault(anchor, []).append(pattern)
+            self._add_parents(anchor)
         else:
             self.anywhere.append(pattern)
+
+    def exceptions_list(self) -> DomainMatcher[T]:
+        if self.exceptions is None:
+            self.exceptions = DomainMatcher()
+        return self.exceptions
+
+    def important_list(self) -> DomainMatcher[T]:
+        if self.important is None:
+            self.important = DomainMatcher()
+        return self.important
+
+    def _add_parents(self, domain: str) -> None:
+        internal = self.internal
+        dot = domain.find(".")
+        while dot >= 0:
+            parent = domain[dot + 1 :]
+            if parent in internal:
+                return  # its parents are there already
+            internal.add(parent)
+            dot = domain.find(".", dot + 1)
 
     def __len__(self) -> int:
         return (
@@ -64,27 +105,46 @@ class DomainMatcher[T]:
         )
 
     def match(self, name: str) -> T | None:
-        """The value of the most specific rule covering ``name`` (already normalised)."""
+        """The value of the rule that decides ``name`` (already normalised), or None."""
+        if self.important is not None and (value := self.important.match(name)) is not None:
+            return value
         if self.exceptions is not None and self.exceptions.match(name) is not None:
             return None
+        return self.most_specific(name)
+
+    def most_specific(self, name: str) -> T | None:
+        """The most specific rule covering ``name``, ignoring exceptions and overrides."""
         value = self.exact.get(name)
         if value is not None:
             return value
-        subtree, patterns = self.subtree, self.patterns
-        suffix = name
+        found = None
+        subtree, patterns, internal, denied = (
+            self.subtree,
+            self.patterns,
+            self.internal,
+            self.denied,
+        )
+        dot = name.rfind(".")
         while True:
+            suffix = name[dot + 1 :]
             value = subtree.get(suffix)
-            if value is not None:
-                return value
+            if value is not None and not (denied and _under(name, denied.get(suffix, ()))):
+                found = value
             if patterns:
                 for pattern in patterns.get(suffix, ()):
-                    if pattern.regex.search(name):
-                        return pattern.value
-            dot = suffix.find(".")
-            if dot < 0:
+                    if pattern.regex.search(name) and not _under(name, pattern.denied):
+                        found = pattern.value
+                        break
+            if dot < 0 or suffix not in internal:
                 break
-            suffix = suffix[dot + 1 :]
+            dot = name.rfind(".", 0, dot)
+        if found is not None:
+            return found
         for pattern in self.anywhere:
-            if pattern.regex.search(name):
+            if pattern.regex.search(name) and not _under(name, pattern.denied):
                 return pattern.value
         return None
+
+
+def _under(name: str, domains: tuple[str, ...]) -> bool:
+    return any(name == d or name.endswith("." + d) for d in domains)

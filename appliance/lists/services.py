@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
 
@@ -41,10 +41,26 @@ class ServiceIndex:
     categories: Mapping[str, Category]
     matcher: DomainMatcher[Service]
     reports: tuple[ListReport, ...] = ()
+    # Recent answers: a school's traffic repeats a small working set of names, and a hit here
+    # is one dict probe instead of a walk. Bounded; emptied when full (cheap, and no LRU
+    # bookkeeping on the hot path). Invisible to callers: the index never changes once built.
+    _memo: dict[str, Service | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    MEMO_SIZE = 65_536
 
     def match(self, name: str) -> Service | None:
         """The service for an already normalised name (most specific rule wins)."""
-        return self.matcher.match(name)
+        memo = self._memo
+        try:
+            return memo[name]
+        except KeyError:
+            pass
+        if len(memo) >= self.MEMO_SIZE:
+            memo.clear()
+        service = memo[name] = self.matcher.match(name)
+        return service
 
     def lookup(self, name: str) -> Service | None:
         """Like :meth:`match` for a name as typed (case, trailing dot, IDN)."""

@@ -100,6 +100,9 @@ class Facts:
     timetable: Timetable
     staff_rule: StaffRule = StaffRule.LESSON_TIME
     exemptions: tuple[Exemption, ...] = ()
+    _ranges: tuple[tuple[int, int, int, ClientNetwork], ...] = field(
+        init=False, repr=False, compare=False
+    )
     _by_mac: Mapping[str, Device] = field(init=False, repr=False, compare=False)
     _by_address: Mapping[Address, Device] = field(init=False, repr=False, compare=False)
 
@@ -107,6 +110,11 @@ class Facts:
         # Most specific network first, so a room or a sub-range can sit inside a wider range.
         ordered = tuple(sorted(self.networks, key=lambda n: -n.network.prefixlen))
         object.__setattr__(self, "networks", ordered)
+        ranges = tuple(
+            (n.network.version, int(n.network.network_address), int(n.network.broadcast_address), n)
+            for n in ordered
+        )
+        object.__setattr__(self, "_ranges", ranges)
         object.__setattr__(self, "_by_mac", {d.mac: d for d in self.devices if d.mac})
         object.__setattr__(
             self, "_by_address", {d.address: d for d in self.devices if d.address is not None}
@@ -116,7 +124,13 @@ class Facts:
         return replace(self, exemptions=exemptions)
 
     def network_of(self, address: Address) -> ClientNetwork | None:
-        return next((n for n in self.networks if address in n.network), None)
+        """The most specific configured network holding ``address`` (integer compares: this is
+        on every decision's path)."""
+        version, value = address.version, int(address)
+        for net_version, first, last, network in self._ranges:
+            if net_version == version and first <= value <= last:
+                return network
+        return None
 
     def device_of(self, client: Client) -> Device | None:
         if client.mac and (device := self._by_mac.get(client.mac.lower())):

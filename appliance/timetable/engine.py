@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from dataclasses import dataclass
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from appliance.timetable.model import Lesson, Period, PeriodKind, TimetableSpec
@@ -26,9 +27,8 @@ class Day:
     closure: str | None = None  # why a term-time weekday is closed
 
 
-@dataclass(frozen=True)
-class Slot:
-    """Where an instant falls in the school's timetable."""
+class Slot(NamedTuple):
+    """Where an instant falls in the school's timetable (a NamedTuple: one per decision)."""
 
     local: dt.datetime
     day: Day

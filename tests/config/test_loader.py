@@ -102,8 +102,10 @@ BROKEN = [
     ),
     pytest.param(
         change(SCHOOL, "cidr: 10.20.30.0/24", "cidr: 10.50.30.0/24"),
-        ["school.yaml:rooms[3].cidr: 10.50.30.0/24 is not inside any network"
-            " (10.20.0.0/16, 10.30.0.0/16, 10.40.0.0/16)"],
+        [
+            "school.yaml:rooms[3].cidr: 10.50.30.0/24 is not inside any network"
+            " (10.20.0.0/16, 10.30.0.0/16, 10.40.0.0/16)"
+        ],
         id="room-outside-networks",
     ),
     pytest.param(
