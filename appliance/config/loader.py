@@ -12,7 +12,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, show
+from appliance.config.gateway import CLIENT_GROUPS, Gateway, parse_gateway
 from appliance.lists.formats import ListReport, load_rules, load_text
 from appliance.lists.matcher import DomainMatcher
 from appliance.lists.services import (
@@ -85,9 +86,6 @@ def read_yaml_text(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml)
 
 
-CLIENT_GROUPS = (Group.STUDENTS, Group.STAFF, Group.GUESTS)
-
-
 @dataclass(frozen=True)
 class School:
     id: str
@@ -105,6 +103,7 @@ class Config:
     school: School
     facts: Facts
     reports: tuple[ListReport, ...]
+    gateway: Gateway = field(default_factory=Gateway)
 
 
 def load(directory: Path | str) -> Config:
@@ -161,6 +160,11 @@ class _Loader:
         if self.issues:
             raise ConfigError(self.issues)
         school, networks, rooms, devices, staff_rule = self.school(school_doc)
+        gateway_check = self.checker(SCHOOL)
+        gateway = parse_gateway(
+            gateway_check, school_doc.get("gateway") if isinstance(school_doc, dict) else None
+        )
+        self.finish(gateway_check)
         spec = self.timetable(timetable_doc, school.timezone if school else "Europe/London")
         services = self.lists(lists_doc)
         if self.issues or school is None or spec is None or services is None:
@@ -174,7 +178,7 @@ class _Loader:
             timetable=Timetable(spec),
             staff_rule=staff_rule,
         )
-        return Config(self.directory, school, facts, services.reports)
+        return Config(self.directory, school, facts, services.reports, gateway)
 
     # -- school.yaml ---------------------------------------------------------------------------
 
@@ -186,7 +190,10 @@ class _Loader:
         check = self.checker(SCHOOL)
         top = (
             check.mapping(
-                doc, "", required=("school", "policy", "networks"), optional=("rooms", "devices")
+                doc,
+                "",
+                required=("school", "policy", "networks"),
+                optional=("rooms", "devices", "gateway"),
             )
             or {}
         )
@@ -224,12 +231,20 @@ class _Loader:
         network_docs = check.sequence(top.get("networks", []), "networks", allow_empty=False)
         for i, item in enumerate(network_docs):
             path = child("networks", i)
-            entry = check.mapping(item, path, required=("name", "group", "cidr")) or {}
+            entry = (
+                check.mapping(item, path, required=("name", "group", "cidr"), optional=("router",))
+                or {}
+            )
+            router = (
+                check.address(entry["router"], child(path, "router")) if "router" in entry else None
+            )
             net_name = check.ident(entry.get("name"), child(path, "name"))
             group = check.choice(entry.get("group"), child(path, "group"), CLIENT_GROUPS)
             cidr = (
                 check.network(entry.get("cidr"), child(path, "cidr")) if "cidr" in entry else None
             )
+            if cidr and router and router not in cidr:
+                check.error(child(path, "router"), f"{router} is not inside {cidr}")
             if net_name and group and cidr:
                 for other in networks:
                     if cidr.overlaps(other.network):
@@ -237,7 +252,7 @@ class _Loader:
                             child(path, "cidr"),
                             f"{cidr} overlaps network {other.name} ({other.network})",
                         )
-                networks.append(ClientNetwork(net_name, Group(group), cidr))
+                networks.append(ClientNetwork(net_name, Group(group), cidr, router))
         _unique(check, "networks", [n.name for n in networks])
 
         rooms: list[Room] = []

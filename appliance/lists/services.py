@@ -17,6 +17,7 @@ class CategoryPolicy(StrEnum):
 
     RESTRICTED = "restricted"  # the social media policy: by group, timetable and exemptions
     NEVER_EXEMPTIBLE = "never-exemptible"  # blocked for everyone, always (illegal content)
+    BYPASS = "bypass"  # ways round the filter (DoH, VPNs, relays): blocked for all, and counted
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class ServiceIndex:
         return None if normal is None else self.matcher.match(normal)
 
 
-BUNDLED = ("social-media",)
+BUNDLED = ("social-media", "bypass")
 
 
 def bundled_text(name: str) -> str:

@@ -14,8 +14,8 @@ from appliance.timetable.engine import Slot
 def decide(facts: Facts, client: Client, name: str, now: dt.datetime) -> Decision:
     """The verdict for one name, with the rule that gave it.
 
-    Order matters and is the policy: never-exemptible lists first (no one, ever), then a
-    teacher's exemption (never for guests), then the group's rule.
+    Order matters and is the policy: never-exemptible and bypass lists first (no one, ever),
+    then a teacher's exemption (never for guests), then the group's rule.
     """
     network = facts.network_of(client.address)
     group = network.group if network else Group.UNKNOWN
@@ -27,8 +27,9 @@ def decide(facts: Facts, client: Client, name: str, now: dt.datetime) -> Decisio
     if service is None:
         return _decision(normal, Verdict.ALLOW, group, Reason.NOT_LISTED, slot)
     category = facts.services.categories.get(service.category)
-    if category is not None and category.policy is CategoryPolicy.NEVER_EXEMPTIBLE:
-        return _decision(normal, Verdict.BLOCK, group, Reason.NEVER_EXEMPTIBLE, slot, service)
+    if category is not None and category.policy is not CategoryPolicy.RESTRICTED:
+        reason = _UNEXEMPTIBLE[category.policy]
+        return _decision(normal, Verdict.BLOCK, group, reason, slot, service)
     device = facts.device_of(client)
     if group in (Group.STUDENTS, Group.STAFF):
         exemption = _exemption_for(facts, client, device, service, now)
@@ -51,6 +52,12 @@ def decide(facts: Facts, client: Client, name: str, now: dt.datetime) -> Decisio
         Group.UNKNOWN: Reason.UNKNOWN_NETWORK,
     }[group]
     return _decision(normal, Verdict.BLOCK, group, reason, slot, service)
+
+
+_UNEXEMPTIBLE = {
+    CategoryPolicy.NEVER_EXEMPTIBLE: Reason.NEVER_EXEMPTIBLE,
+    CategoryPolicy.BYPASS: Reason.BYPASS,
+}
 
 
 def _staff_blocked(facts: Facts, device: Device | None, slot: Slot, now: dt.datetime) -> bool:

@@ -17,6 +17,7 @@ class Reason(StrEnum):
     NOT_LISTED = "not-listed"  # allow: the name is in no listed service
     NEVER_EXEMPTIBLE = "never-exemptible"  # block: a never-exemptible category, for everyone
     INVALID_NAME = "invalid-name"  # block: not a host name at all
+    BYPASS = "bypass"  # block: a way round the filter (DoH, VPN, relay), for everyone
     EXEMPTION = "exemption"  # allow: a teacher's exemption covers this client and service
     STUDENT_ALWAYS = "student-always"  # block: students, without an exemption
     GUEST_ALWAYS = "guest-always"  # block: the guest network, always

@@ -43,6 +43,7 @@ class ClientNetwork:
     name: str
     group: Group
     network: Network
+    router: Address | None = None  # the gateway's own address on this network
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,10 @@ BROKEN = [
     ),
     pytest.param(
         change(SCHOOL, "cidr: 10.40.0.0/16", "cidr: 10.20.128.0/17"),
-        ["school.yaml:networks[2].cidr: 10.20.128.0/17 overlaps network students (10.20.0.0/16)"],
+        [
+            "school.yaml:networks[2].router: 10.40.0.1 is not inside 10.20.128.0/17",
+            "school.yaml:networks[2].cidr: 10.20.128.0/17 overlaps network students (10.20.0.0/16)",
+        ],
         id="overlapping-networks",
     ),
     pytest.param(
@@ -164,7 +167,7 @@ BROKEN = [
         change(LISTS, "category: social\n    domains", "category: chat\n    domains"),
         [
             'lists.yaml:services[0].category: "chat" is not one of:'
-            " blogs, illegal, messaging, social, video"
+            " blogs, bypass, illegal, messaging, social, video"
         ],
         id="unknown-service-category",
     ),
@@ -267,7 +270,7 @@ def test_all_errors_are_reported_at_once(
     rc, lines = validate(school_dir, capsys)
     assert sorted(lines) == [
         'lists.yaml:services[0].category: "chat" is not one of:'
-        " blogs, illegal, messaging, social, video",
+        " blogs, bypass, illegal, messaging, social, video",
         'school.yaml:policy.version: 4.0 must be text, e.g. "4.0" (quoted)',
         "timetable.yaml:cycle.start: 2026-09-08 is a Tuesday; the cycle starts on a Monday",
     ]

@@ -78,6 +78,10 @@ def with_illegal(facts: Facts) -> Facts:
         (MSM, "www.youtube.com", AFTER_SCHOOL, Verdict.ALLOW, Reason.STAFF_OUTSIDE_LESSONS),
         (MSM, "www.youtube.com", HALF_TERM, Verdict.ALLOW, Reason.STAFF_OUTSIDE_LESSONS),
         (STUDENT, "bad..name", LESSON, Verdict.BLOCK, Reason.INVALID_NAME),
+        (STUDENT, "dns.google", LESSON, Verdict.BLOCK, Reason.BYPASS),
+        (MSM, "mozilla.cloudflare-dns.com", LUNCH, Verdict.BLOCK, Reason.BYPASS),
+        (GUEST, "use-application-dns.net", LUNCH, Verdict.BLOCK, Reason.BYPASS),
+        (STUDENT, "mask.icloud.com", LESSON, Verdict.BLOCK, Reason.BYPASS),
     ],
 )
 def test_reasons(
@@ -105,6 +109,11 @@ def test_decision_carries_service_category_and_period(example: Config) -> None:
         "period_kind": "lesson",
         "exemption_id": None,
     }
+
+
+def test_bypass_cannot_be_exempted(example: Config) -> None:
+    facts = example.facts.with_exemptions((exemption(category="bypass"),))
+    assert decide(facts, STUDENT, "dns.google", LESSON).reason is Reason.BYPASS
 
 
 def test_never_exemptible_beats_an_exemption_and_staff_free_time(example: Config) -> None:

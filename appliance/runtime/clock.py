@@ -1,0 +1,55 @@
+"""Where the data path gets "now": the system clock, or a file (tests and the demo).
+
+The policy core never reads a clock; the wiring does, through one of these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+class FileClock:
+    """The time written in a file, as ISO-8601 with an offset, re-read when the file changes.
+
+    Lets an end-to-end test or the demo move a running gateway through the school day. While
+    the file is missing or unreadable the system clock is used, and the reason is logged once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._offset = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        real = dt.datetime.now(dt.UTC)
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return real
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                chosen = dt.datetime.fromisoformat(self.path.read_text().strip())
+            except (OSError, ValueError):
+                return real
+            if chosen.tzinfo is None:
+                chosen = chosen.replace(tzinfo=dt.UTC)
+            # Time runs on from the chosen instant, so periods still end while a test waits.
+            self._offset = chosen - real
+        return real + self._offset
+
+
+def clock_for(path: Path | None) -> Clock:
+    return FileClock(path) if path is not None else SystemClock()

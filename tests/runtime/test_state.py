@@ -1,0 +1,110 @@
+"""PolicyState: reload after validation, exemptions from the store, the injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance.exemptions.store import ExemptionStore
+from appliance.policy.decision import Reason
+from appliance.policy.facts import Client, Exemption, ScopeKind
+from appliance.runtime.clock import FileClock, SystemClock, clock_for
+from appliance.runtime.state import STORE_FILE, PolicyState
+
+STUDENT = Client(ipaddress.ip_address("10.20.12.101"))
+STAFF = Client(ipaddress.ip_address("10.30.1.1"))
+LESSON = "2026-11-25T09:00:00+00:00"
+LUNCH = "2026-11-25T12:30:00+00:00"
+
+
+def set_clock(path: Path, when: str) -> None:
+    path.write_text(when)
+    os.utime(path, ns=(path.stat().st_mtime_ns + 1_000_000, path.stat().st_mtime_ns + 1_000_000))
+
+
+@pytest.fixture
+def clock_file(tmp_path: Path) -> Path:
+    path = tmp_path / "clock"
+    set_clock(path, LESSON)
+    return path
+
+
+def test_file_clock_moves_the_gateway_through_the_day(school_dir: Path, clock_file: Path) -> None:
+    state = PolicyState(school_dir, None, FileClock(clock_file))
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
+    set_clock(clock_file, LUNCH)
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_OUTSIDE_LESSONS
+
+
+def test_file_clock_keeps_running(clock_file: Path) -> None:
+    clock = FileClock(clock_file)
+    first = clock.now()
+    assert dt.timedelta(0) <= clock.now() - first < dt.timedelta(seconds=5)
+    assert abs(first - dt.datetime.fromisoformat(LESSON)) < dt.timedelta(seconds=5)
+
+
+def test_file_clock_falls_back_to_the_system_clock(tmp_path: Path) -> None:
+    missing = FileClock(tmp_path / "nothing")
+    assert abs(missing.now() - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
+    assert isinstance(clock_for(None), SystemClock)
+
+
+def test_a_bad_change_keeps_the_running_policy(
+    school_dir: Path, clock_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    results: list[bool] = []
+    state = PolicyState(school_dir, None, FileClock(clock_file), on_reload=results.append)
+    good = state.config
+    timetable = school_dir / "timetable.yaml"
+    timetable.write_text(timetable.read_text().replace('end: "09:50"', 'end: "25:00"', 1))
+    with caplog.at_level(logging.ERROR, logger="lessongate.policy"):
+        state.refresh()
+    assert state.config is good
+    assert results == [False]
+    assert state.last_reload_ok is False
+    assert 'timetable.yaml:days.monday[1].end: "25:00" is not a time (HH:MM)' in caplog.text
+    assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
+
+
+def test_a_good_change_is_picked_up(school_dir: Path, clock_file: Path) -> None:
+    state = PolicyState(school_dir, None, FileClock(clock_file))
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
+    school = school_dir / "school.yaml"
+    school.write_text(school.read_text().replace("    group: staff\n", "    group: students\n"))
+    state.refresh()
+    assert state.last_reload_ok is True
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STUDENT_ALWAYS
+
+
+def test_exemptions_from_another_process_and_their_end(
+    school_dir: Path, tmp_path: Path, clock_file: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    state = PolicyState(school_dir, state_dir, FileClock(clock_file))
+    assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
+    teacher = ExemptionStore(state_dir / STORE_FILE)
+    now = state.now()
+    teacher.add(
+        Exemption(
+            id="ex-1",
+            scope=ScopeKind.ROOM,
+            scope_value="S12",
+            start=now,
+            end=now + dt.timedelta(seconds=1),
+            service="instagram",
+            created_by="MSM",
+        ),
+        now,
+    )
+    state.refresh()
+    decision = state.decide(STUDENT, "instagram.com")
+    assert (decision.reason, decision.exemption_id) == (Reason.EXEMPTION, "ex-1")
+    set_clock(clock_file, "2026-11-25T09:00:02+00:00")
+    state.refresh()
+    assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
+    assert state.facts.exemptions == ()
