@@ -10,13 +10,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from appliance.cli import exempt as exempt_cli
 from appliance.config.errors import ConfigError
 from appliance.config.loader import Config, load
+from appliance.exemptions.request import ExemptionRefused, make_exemption
+from appliance.firewall import cli as firewall_cli
 from appliance.lists.formats import ListReport, Rule, load_rules
 from appliance.lists.matcher import DomainMatcher
 from appliance.lists.names import normalise
 from appliance.policy.decide import decide
-from appliance.policy.facts import Address, Client, Exemption, Group, ScopeKind
+from appliance.policy.facts import Address, Client, Group
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="+", metavar="NAME")
     check.set_defaults(run=_check)
 
+    exempt_cli.add_parser(commands)
+    firewall_cli.add_parser(commands)
+
+    run = commands.add_parser("run", help="run the gateway's data path (DNS, proxies, firewall)")
+    run.add_argument("--config", type=Path, required=True, metavar="DIR")
+    run.add_argument("--state", type=Path, metavar="DIR", help="default: gateway.state_dir")
+    run.add_argument("--dry-run", action="store_true", help="print what would be applied")
+    run.add_argument("--workers", type=int, default=0, help="mitmproxy workers (default: cores)")
+    run.add_argument("--netns", default="", help="run the data path in this network namespace")
+    run.add_argument("--metrics-port", type=int, help="override gateway.metrics's port")
+    run.add_argument("--no-firewall", action="store_true", help="leave nftables alone")
+    run.add_argument(
+        "--clock", type=Path, metavar="FILE", help="read the time from FILE (tests and demos)"
+    )
+    run.set_defaults(run=_run)
+
     lists = commands.add_parser("lists", help="inspect block lists").add_subparsers(
         required=True, metavar="COMMAND"
     )
@@ -72,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("names", nargs="+", metavar="NAME")
     match.set_defaults(run=_lists_match)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from appliance.runtime import supervisor
+
+    options = supervisor.Options(
+        config_dir=args.config.resolve(),
+        state_dir=args.state.resolve() if args.state else None,
+        clock_file=args.clock.resolve() if args.clock else None,
+        workers=args.workers,
+        netns=args.netns,
+        metrics_port=args.metrics_port,
+        firewall=not args.no_firewall,
+    )
+    if args.dry_run:
+        print(supervisor.dry_run(options))
+        return 0
+    return supervisor.run(options)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -93,7 +130,13 @@ def _check(args: argparse.Namespace) -> int:
     zone = facts.timetable.zone
     now = _instant(args.at, zone) if args.at else dt.datetime.now(zone)
     client = _client(config, args.client, args.group)
-    exemptions = tuple(_exemption(config, text, now, i) for i, text in enumerate(args.exempt, 1))
+    try:
+        exemptions = tuple(
+            make_exemption(facts, text, now, by="lessongate check", ident=f"cli-{i}")
+            for i, text in enumerate(args.exempt, 1)
+        )
+    except ExemptionRefused as refused:
+        raise UsageError(f"--exempt: {refused}") from refused
     facts = facts.with_exemptions(exemptions)
     decisions = [decide(facts, client, name, now) for name in args.names]
     if args.json:
@@ -163,41 +206,6 @@ def _client(config: Config, address: Address | None, group: str | None) -> Clien
     if network is None:
         raise UsageError(f"no network of group {group} in {config.directory}")
     return Client(network.network.network_address + 1)
-
-
-def _exemption(config: Config, text: str, now: dt.datetime, number: int) -> Exemption:
-    """``instagram@room:S12`` → an exemption from now to the end of the current period."""
-    target, sep, scope_text = text.partition("@")
-    if not sep or not target or not scope_text:
-        raise UsageError(f'--exempt "{text}" is not SERVICE@SCOPE (e.g. instagram@room:S12)')
-    kind, sep, value = scope_text.partition(":")
-    if not sep:  # a bare room name or device address
-        value = scope_text
-        kind = ScopeKind.ROOM if config.facts.room(value) else ScopeKind.DEVICE
-    if kind not in ScopeKind.__members__.values():
-        raise UsageError(f'--exempt "{text}": scope must be room:, class: or device:')
-    services = config.facts.services
-    category = target.removeprefix("category:") if target.startswith("category:") else ""
-    if category and category not in services.categories:
-        raise UsageError(
-            f"--exempt: no category {category}; known: {', '.join(sorted(services.categories))}"
-        )
-    if not category and target not in services.services:
-        raise UsageError(
-            f"--exempt: no service {target}; known: {', '.join(sorted(services.services))}"
-        )
-    timetable = config.facts.timetable
-    end = timetable.at(now).ends or timetable.day_end(now.astimezone(timetable.zone).date())
-    return Exemption(
-        id=f"cli-{number}",
-        scope=ScopeKind(kind),
-        scope_value=value,
-        start=now,
-        end=end if end and end > now else now + dt.timedelta(hours=1),
-        service="" if category else target,
-        category=category,
-        created_by="lessongate check",
-    )
 
 
 def _lists_match(args: argparse.Namespace) -> int:

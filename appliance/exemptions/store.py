@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS exemptions (
     ended_at TEXT,
     ended_by TEXT,
     CHECK (service <> '' OR category <> ''),
-    CHECK (ends_at > starts_at)
+    CHECK (ends_at > starts_at OR ended_at IS NOT NULL)
 );
 CREATE INDEX IF NOT EXISTS exemptions_ends ON exemptions (ends_at);
 """
@@ -90,7 +90,7 @@ class ExemptionStore:
     def end(self, exemption_id: str, by: str, now: dt.datetime) -> bool:
         """End an exemption now; False when there is no such running exemption."""
         cursor = self._db.execute(
-            "UPDATE exemptions SET ends_at = ?, ended_at = ?, ended_by = ?"
+            "UPDATE exemptions SET ends_at = max(?, starts_at), ended_at = ?, ended_by = ?"
             " WHERE id = ? AND ended_at IS NULL AND ends_at > ?",
             (_iso(now), _iso(now), by, exemption_id, _iso(now)),
         )

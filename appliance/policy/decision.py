@@ -18,6 +18,7 @@ class Reason(StrEnum):
     NEVER_EXEMPTIBLE = "never-exemptible"  # block: a never-exemptible category, for everyone
     INVALID_NAME = "invalid-name"  # block: not a host name at all
     BYPASS = "bypass"  # block: a way round the filter (DoH, VPN, relay), for everyone
+    NO_SNI = "no-sni"  # TLS naming no server: allowed or blocked by gateway.no_sni per group
     EXEMPTION = "exemption"  # allow: a teacher's exemption covers this client and service
     STUDENT_ALWAYS = "student-always"  # block: students, without an exemption
     GUEST_ALWAYS = "guest-always"  # block: the guest network, always

@@ -20,7 +20,8 @@ class SystemClock:
 
 
 class FileClock:
-    """The time written in a file, as ISO-8601 with an offset, re-read when the file changes.
+    """The time written in a file (ISO-8601 with an offset) as of the file's modification time,
+    re-read when the file changes.
 
     Lets an end-to-end test or the demo move a running gateway through the school day. While
     the file is missing or unreadable the system clock is used, and the reason is logged once.
@@ -46,8 +47,10 @@ class FileClock:
                 return real
             if chosen.tzinfo is None:
                 chosen = chosen.replace(tzinfo=dt.UTC)
-            # Time runs on from the chosen instant, so periods still end while a test waits.
-            self._offset = chosen - real
+            # Time runs on from the chosen instant as of the file's writing, so periods still
+            # end while a test waits, and every process reading the file agrees on the time.
+            written = dt.datetime.fromtimestamp(stat.st_mtime_ns / 1e9, dt.UTC)
+            self._offset = chosen - written
         return real + self._offset
 
 

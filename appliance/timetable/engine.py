@@ -81,6 +81,19 @@ class Timetable:
                 return Slot(local, day, period, ends)
         return Slot(local, day, None, None)
 
+    def next_change(self, now: dt.datetime) -> dt.datetime:
+        """The next instant at which :meth:`at` may answer differently: the end of the
+        current period, the start of the next one, or the next local midnight."""
+        local = now.astimezone(self.zone)
+        date = local.date()
+        if self.day(date).school_day:
+            seconds = _seconds(local.time())
+            for period in self._periods.get(local.weekday(), ()):
+                for edge in (period.start, period.end):
+                    if seconds < _seconds(edge):
+                        return dt.datetime.combine(date, edge, tzinfo=self.zone)
+        return dt.datetime.combine(date + _DAY, dt.time(0), tzinfo=self.zone)
+
     def lesson(self, teacher: str, now: dt.datetime) -> Lesson | None:
         """The lesson ``teacher`` is teaching at ``now``, if any (room and class included)."""
         slot = self.at(now)

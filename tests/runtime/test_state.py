@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,12 @@ LUNCH = "2026-11-25T12:30:00+00:00"
 
 
 def set_clock(path: Path, when: str) -> None:
+    """Write the time; the new mtime is now, and always later than the last (so a change
+    within the file system's timestamp granularity is still seen)."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
     path.write_text(when)
-    os.utime(path, ns=(path.stat().st_mtime_ns + 1_000_000, path.stat().st_mtime_ns + 1_000_000))
+    stamp = max(time.time_ns(), before + 1)
+    os.utime(path, ns=(stamp, stamp))
 
 
 @pytest.fixture
@@ -108,3 +113,37 @@ def test_exemptions_from_another_process_and_their_end(
     state.refresh()
     assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
     assert state.facts.exemptions == ()
+
+
+def test_remembered_decisions_change_at_period_edges(school_dir: Path, clock_file: Path) -> None:
+    state = PolicyState(school_dir, None, FileClock(clock_file))
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
+    set_clock(clock_file, "2026-11-25T10:49:59+00:00")  # P2, a second before break
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
+    set_clock(clock_file, "2026-11-25T10:50:00+00:00")  # break
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_OUTSIDE_LESSONS
+    set_clock(clock_file, LESSON)  # a clock set back is not served from the memo
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
+
+
+def test_remembered_decisions_see_an_exemption_start(
+    school_dir: Path, tmp_path: Path, clock_file: Path
+) -> None:
+    state = PolicyState(school_dir, tmp_path, FileClock(clock_file))
+    now = state.now()
+    ExemptionStore(tmp_path / STORE_FILE).add(
+        Exemption(
+            id="ex-later",
+            scope=ScopeKind.ROOM,
+            scope_value="S12",
+            start=now + dt.timedelta(minutes=5),
+            end=now + dt.timedelta(minutes=10),
+            service="instagram",
+            created_by="MSM",
+        ),
+        now,
+    )
+    state.refresh()
+    assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
+    set_clock(clock_file, "2026-11-25T09:06:00+00:00")
+    assert state.decide(STUDENT, "instagram.com").reason is Reason.EXEMPTION

@@ -404,3 +404,19 @@ def test_day_end_offsets(timetable: Timetable) -> None:
     assert gmt is not None
     assert bst.astimezone(UTC) == utc(2026, 10, 23, 14)
     assert gmt.astimezone(UTC) == utc(2026, 11, 2, 15)
+
+
+@pytest.mark.parametrize(
+    ("local", "change"),
+    [
+        ("2026-11-25T09:00", "2026-11-25T09:50"),  # in P1: its end
+        ("2026-11-25T08:00", "2026-11-25T08:40"),  # before school: registration starts
+        ("2026-11-25T15:30", "2026-11-26T00:00"),  # after school: midnight
+        ("2026-11-28T11:00", "2026-11-29T00:00"),  # Saturday: midnight
+        ("2026-10-24T23:30", "2026-10-25T00:00"),  # the night before the clocks go back
+    ],
+)
+def test_next_change(example: Config, local: str, change: str) -> None:
+    timetable = example.facts.timetable
+    now = dt.datetime.fromisoformat(local).replace(tzinfo=LONDON)
+    assert timetable.next_change(now) == dt.datetime.fromisoformat(change).replace(tzinfo=LONDON)

@@ -1,0 +1,1 @@
+"""nftables for the gateway: the generated ruleset, applying it, counters, neighbour lookups."""

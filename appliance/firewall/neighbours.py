@@ -1,0 +1,58 @@
+"""Which MAC address a client address has, from the gateway's neighbour (ARP / NDP) table.
+
+The device registry uses this to recognise a registered device by its MAC. Only the kernel's
+current view is read (pyroute2, RTM_GETNEIGH): an address the gateway has not talked to
+recently, or whose resolution failed, is unknown and yields "".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from appliance.policy.facts import Address
+
+# Neighbour states (linux/neighbour.h) that carry no usable link-layer address.
+NUD_INCOMPLETE = 0x01
+NUD_FAILED = 0x20
+_UNUSABLE = NUD_INCOMPLETE | NUD_FAILED
+
+
+def mac_for(address: Address | str, netns: str | None = None) -> str:
+    """The lower-case MAC (``aa:bb:cc:dd:ee:ff``) for ``address``, or "" when unknown.
+
+    ``netns``: read the table of that network namespace (it must exist) instead of this one.
+    """
+    target = ipaddress.ip_address(address)
+    return neighbours(netns).get(target, "")
+
+
+def neighbours(netns: str | None = None) -> dict[Address, str]:
+    """Every usable entry of the neighbour table: address → MAC, IPv4 and IPv6."""
+    if netns is not None and not os.path.exists(f"/run/netns/{netns}"):
+        raise FileNotFoundError(f"no network namespace {netns}")
+    found: dict[Address, str] = {}
+    with _ipr(netns) as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for entry in ipr.get_neighbours(family=family):
+                mac = _usable(entry)
+                dst = entry.get_attr("NDA_DST")
+                if mac and dst:
+                    found.setdefault(ipaddress.ip_address(dst), mac)
+    return found
+
+
+def _usable(entry: Any) -> str:
+    if int(entry.get("state", 0)) & _UNUSABLE:
+        return ""
+    mac = entry.get_attr("NDA_LLADDR")
+    return str(mac).lower() if mac and mac != "00:00:00:00:00:00" else ""
+
+
+def _ipr(netns: str | None) -> Any:
+    # flags=0: never create the namespace as a side effect of looking into it
+    return IPRoute(netns=netns, flags=0) if netns else IPRoute()

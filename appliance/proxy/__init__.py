@@ -1,0 +1,1 @@
+"""The HTTPS/HTTP side of the data path: mitmproxy addon, ClientHello reader, block page, PAC."""

@@ -1,0 +1,355 @@
+"""``lessongate run``: the whole data path as one supervised service.
+
+One process owns the gateway's data path: it applies the nftables ruleset, serves DNS itself
+(on the policy core, in this process), runs mitmproxy workers (one per core, transparent mode,
+plus one explicit-proxy worker for PAC-configured devices) and restarts any that die, reloads
+the policy on SIGHUP and on file change (after validation), and serves ``/metrics``.
+
+Failing closed is the firewall's job, not this process's: students' and guests' traffic is
+forwarded by nothing, only redirected to these processes, so while a worker is down their web
+traffic is refused, never let through. The ruleset stays in place when this process stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler
+
+from appliance.policy.decision import Decision
+from appliance.policy.facts import Address, Client
+from appliance.runtime.clock import clock_for
+from appliance.runtime.state import RELOAD_REQUEST, PolicyState
+
+if TYPE_CHECKING:
+    from appliance.dns.server import DnsService
+
+log = logging.getLogger("lessongate.run")
+
+REPO = Path(__file__).resolve().parent.parent.parent
+DEFAULT_ADDON = REPO / "addons" / "lessongate.py"
+RESTART_DELAY = 0.0  # a worker that dies is started again at once (mitmdump takes ~2 s)...
+CRASH_LOOP = 10.0  # ...but one that dies within this many seconds of starting backs off:
+MAX_BACKOFF = 30.0  # 1, 2, 4 ... seconds, so a broken worker cannot spin the CPU
+CHECK_EVERY = 0.25  # seconds between policy refreshes and worker checks
+
+
+@dataclass
+class Worker:
+    """A mitmproxy process the supervisor keeps running."""
+
+    name: str
+    component: str  # metrics label: proxy or explicit-proxy
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    died_at: float | None = None  # monotonic time its death was noticed
+    restarts: int = 0
+    backoff: float = RESTART_DELAY
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Options:
+    config_dir: Path
+    state_dir: Path | None = None
+    clock_file: Path | None = None
+    workers: int = 0  # 0: the config's proxy_workers, or one per core
+    addon: Path = DEFAULT_ADDON
+    netns: str = ""
+    metrics_port: int | None = None  # override gateway.metrics's port (tests)
+    firewall: bool = True
+    extra_mitmdump: list[str] = field(default_factory=list)
+
+
+def worker_count(options: Options, configured: int) -> int:
+    return options.workers or configured or os.cpu_count() or 1
+
+
+def mitmdump() -> str:
+    sibling = Path(sys.executable).parent / "mitmdump"
+    found = str(sibling) if sibling.exists() else shutil.which("mitmdump")
+    if not found:
+        raise SystemExit("lessongate run: mitmdump not found (install mitmproxy 12)")
+    return found
+
+
+def worker_argv(options: Options, state: PolicyState, mode: str, state_dir: Path) -> list[str]:
+    argv = [
+        mitmdump(),
+        "--quiet",
+        "--mode",
+        mode,
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        f"lessongate_config={options.config_dir}",
+        "--set",
+        f"lessongate_state={state_dir}",
+        "-s",
+        str(options.addon),
+    ]
+    if options.clock_file:
+        argv += ["--set", f"lessongate_clock={options.clock_file}"]
+    return argv + options.extra_mitmdump
+
+
+def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[Worker]:
+    gateway = state.config.gateway
+    count = worker_count(options, gateway.proxy_workers)
+    workers = [
+        Worker(
+            f"proxy-{i}",
+            "proxy",
+            worker_argv(options, state, f"transparent@{gateway.transparent_port + i}", state_dir),
+        )
+        for i in range(count)
+    ]
+    workers.append(
+        Worker(
+            "explicit-proxy",
+            "explicit-proxy",
+            worker_argv(options, state, f"regular@{gateway.explicit_port}", state_dir),
+        )
+    )
+    return workers
+
+
+class Supervisor:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Everything that must happen before entering the network namespace."""
+        from appliance.config.loader import load  # validates first: a bad config never runs
+
+        self.config = load(self.options.config_dir)
+        gateway = self.config.gateway
+        self.state_dir = self.options.state_dir or Path(gateway.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = self.state_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        port = self.options.metrics_port or gateway.metrics.port
+        family = socket.AF_INET6 if gateway.metrics.address.version == 6 else socket.AF_INET
+        self.metrics_socket = socket.socket(family, socket.SOCK_STREAM)
+        self.metrics_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.metrics_socket.bind((str(gateway.metrics.address), port))
+        self.metrics_socket.listen(16)
+        if self.options.netns:
+            from pyroute2 import netns
+
+            netns.setns(self.options.netns)
+
+    async def run(self) -> int:
+        from appliance.monitoring import metrics
+        from appliance.monitoring.recorder import Recorder
+
+        self.metrics = metrics
+        state = PolicyState(
+            self.options.config_dir,
+            self.state_dir,
+            clock_for(self.options.clock_file),
+            on_reload=metrics.count_reload,
+        )
+        self.state = state
+        # The policy's objects (a million listed names, say) live as long as the process:
+        # keep them out of the garbage collector's generations, so collections stay short.
+        gc.freeze()
+        self.recorder = Recorder(state, self.state_dir)
+        metrics.POLICY_RELOAD_OK.set(1)
+        serve_metrics(self.metrics_socket)
+        if self.options.firewall:
+            self.apply_firewall()
+        self.workers = plan_workers(self.options, state, self.state_dir)
+        for worker in self.workers:
+            self.start(worker)
+        dns = self.start_dns(state)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        log.info(
+            "running: DNS on port %d, %d proxy workers, metrics on %s",
+            state.config.gateway.dns_port,
+            len(self.workers) - 1,
+            self.metrics_socket.getsockname(),
+        )
+        try:
+            while not self.stopping.is_set():
+                self.tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), CHECK_EVERY)
+        finally:
+            await self.shutdown(dns)
+        return 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self.reload_requested:
+            self.reload_requested = False
+            (self.state_dir / RELOAD_REQUEST).touch()
+        self.state.refresh()
+        now = self.state.now()
+        self.metrics.EXEMPTIONS_ACTIVE.set(
+            sum(1 for e in self.state.facts.exemptions if e.active(now))
+        )
+        for worker in self.workers:
+            if worker.alive():
+                continue
+            now_m = time.monotonic()
+            if worker.died_at is None:
+                code = worker.process.poll() if worker.process else None
+                log.error(
+                    "%s died (exit %s); students and guests fail closed until it is back",
+                    worker.name,
+                    code,
+                )
+                self.metrics.COMPONENT_UP.labels(worker.component).set(0)
+                self.metrics.COMPONENT_RESTARTS.labels(worker.component).inc()
+                worker.died_at = now_m
+                worker.restarts += 1
+                crashed_young = now_m - worker.started_at < CRASH_LOOP
+                worker.backoff = (
+                    min(max(worker.backoff * 2, 1.0), MAX_BACKOFF)
+                    if crashed_young
+                    else RESTART_DELAY
+                )
+            if now_m - worker.died_at >= worker.backoff:
+                self.start(worker)
+
+    def request_reload(self) -> None:
+        log.info("SIGHUP: reloading the policy")
+        self.reload_requested = True
+
+    def start(self, worker: Worker) -> None:
+        worker.process = subprocess.Popen(worker.argv, stdin=subprocess.DEVNULL)
+        worker.started_at = time.monotonic()
+        worker.died_at = None
+        log.info("started %s (pid %d)", worker.name, worker.process.pid)
+        self.metrics.COMPONENT_UP.labels(worker.component).set(1)
+
+    def apply_firewall(self) -> None:
+        from appliance.firewall import nft
+        from appliance.firewall.ruleset import ruleset
+
+        count = worker_count(self.options, self.config.gateway.proxy_workers)
+        nft.apply(ruleset(self.state.config, workers=count))  # in our netns already
+        self.metrics.COMPONENT_UP.labels("firewall").set(1)
+        log.info("nftables ruleset applied (table inet lessongate)")
+
+    def start_dns(self, state: PolicyState) -> DnsService:
+        from appliance.dns.server import DnsService
+
+        gateway = state.config.gateway
+        recorder = self.recorder
+
+        def router_for(address: Address) -> Address | None:
+            network = state.facts.network_of(address)
+            return network.router if network else None
+
+        def on_decision(client: Client, decision: Decision, qtype: str) -> None:
+            recorder(client, decision, "dns")
+
+        def on_latency(seconds: float, outcome: str) -> None:
+            self.metrics.DNS_LATENCY.observe(seconds)
+            self.metrics.DNS_QUERIES.labels(outcome).inc()
+
+        service = DnsService(
+            decide=state.decide,
+            upstreams=gateway.upstream_dns,
+            blocked_answer=gateway.blocked_answer,
+            router_for=router_for,
+            on_decision=on_decision,
+            port=gateway.dns_port,
+            on_latency=on_latency,
+        )
+        service.start()
+        self.metrics.COMPONENT_UP.labels("dns").set(1)
+        return service
+
+    async def shutdown(self, dns: DnsService) -> None:
+        log.info("stopping; the nftables ruleset stays (students and guests stay closed)")
+        dns.stop()
+        self.recorder.close()
+        for worker in self.workers:
+            if worker.alive() and worker.process is not None:
+                worker.process.terminate()
+        for worker in self.workers:
+            if worker.process is not None:
+                try:
+                    worker.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    worker.process.kill()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes every few seconds are not news."""
+
+
+def serve_metrics(sock: socket.socket) -> None:
+    """Serve every process's metrics (multiprocess mode) on a socket bound before setns."""
+    from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    server = ThreadingWSGIServer(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    server.server_activate = lambda: None  # type: ignore[method-assign]
+    server.server_name, server.server_port = "localhost", sock.getsockname()[1]
+    server.setup_environ()
+    server.set_app(make_wsgi_app(registry))
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+def dry_run(options: Options) -> str:
+    """What ``run`` would apply and start, without touching anything."""
+    from appliance.firewall.ruleset import ruleset
+
+    state = PolicyState(options.config_dir)
+    gateway = state.config.gateway
+    state_dir = options.state_dir or Path(gateway.state_dir)
+    workers = plan_workers(options, state, state_dir)
+    lines = [
+        f"# policy: {state.config.school.name}, {state.config.school.policy_document}"
+        f" {state.config.school.policy_version}",
+        f"# DNS service: port {gateway.dns_port} (udp, tcp), upstream "
+        + ", ".join(str(u) for u in gateway.upstream_dns),
+        f"# metrics: http://{gateway.metrics}/metrics",
+        f"# state: {state_dir}",
+        *(f"# {w.name}: {' '.join(w.argv)}" for w in workers),
+        "",
+        ruleset(state.config, workers=worker_count(options, gateway.proxy_workers)),
+    ]
+    return "\n".join(lines)
+
+
+def run(options: Options) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    supervisor = Supervisor(options)
+    supervisor.prepare()
+    return asyncio.run(supervisor.run())

@@ -1,0 +1,412 @@
+"""DNS service benchmark: LessonGate's DnsService against dnsmasq, side by side, on 127.0.0.1.
+
+Run: `.venv/bin/python benchmarks/dns.py [--seconds 10] [--rounds 3] [--soak 60]`
+(needs `dnsmasq` from Debian's dnsmasq-base and `dnsperf`; as root:
+`apt-get install -y dnsmasq-base dnsperf`). `--uvloop-path DIR` puts DIR (a
+`pip install --target DIR uvloop`) on the service's path, so it runs on uvloop.
+
+Both servers answer the same mixed query file from local data: dnsmasq from a hosts file
+(allowed names) and `address=/name/` lines (blocked names: NXDOMAIN), no upstream; ours with
+the example school plus a generated 1M-domain list loaded (like benchmarks/policy.py), the
+full policy on every query, and a cache warmed by forwarding each allowed name once to a fake
+upstream on loopback. The mix: 50% allowed names (cache hits), 40% names from the 1M list
+(blocked, policy lookups cold over the million), 10% the bundled social-media names (blocked).
+The servers run pinned to CPU 1 and dnsperf to CPU 0 (2 cores here), interleaved round by
+round. Peak: dnsperf with 8 clients and 200 queries outstanding. Latency: dnsperf -Q at half
+our peak, per-query latencies from -v. RSS of our process after the warm-up and after a soak
+(dnsperf -Q at half our peak for --soak seconds). Targets: ≥ 0.5× dnsmasq's queries per
+second; p99 ≤ 2 ms at half our peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import importlib.util
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appliance.dns import wire  # noqa: E402
+
+LOCALHOST = "127.0.0.1"
+NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/London"))  # a lesson
+SOCIAL = (
+    "www.instagram.com",
+    "i.instagram.com",
+    "www.tiktok.com",
+    "www.youtube.com",
+    "m.youtube.com",
+    "www.snapchat.com",
+    "www.facebook.com",
+    "web.whatsapp.com",
+    "x.com",
+    "www.reddit.com",
+)
+
+
+def generate(count: int, rng: random.Random) -> list[str]:
+    """The 1M-domain list of benchmarks/policy.py (same generator, same seed)."""
+    spec = importlib.util.spec_from_file_location("policy_bench", ROOT / "benchmarks/policy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names: list[str] = module.generate(count, rng)
+    return names
+
+
+# -- the service, in a child process -------------------------------------------------------------
+
+
+def child(school: str, upstream_port: int, uvloop_path: str) -> None:
+    """Load the school, start DnsService on a free port, print it, serve until stdin closes."""
+    if uvloop_path:
+        sys.path.insert(0, uvloop_path)
+    import ipaddress
+
+    from appliance.config.gateway import BlockedAnswer, Endpoint
+    from appliance.config.loader import load
+    from appliance.dns.cache import DnsCache
+    from appliance.dns.server import DnsService, new_event_loop
+    from appliance.policy.decide import decide
+
+    started = time.perf_counter()
+    config = load(school)
+    facts = config.facts
+    gc.freeze()  # the million-name policy is long-lived: keep it out of every GC pass
+    decisions = [0]
+
+    def on_decision(client: Any, decision: Any, qtype: str) -> None:
+        decisions[0] += 1  # what a cheap metrics hook costs
+
+    service = DnsService(
+        lambda client, name: decide(facts, client, name, NOW),
+        [Endpoint(ipaddress.ip_address(LOCALHOST), upstream_port)],
+        BlockedAnswer.NXDOMAIN,
+        lambda address: None,
+        on_decision,
+        host=LOCALHOST,
+        port=0,
+        cache=DnsCache(max_entries=100_000),
+    )
+    service.start()
+    loop = type(new_event_loop()).__module__.split(".")[0]
+    print(
+        json.dumps(
+            {"port": service.bound_port, "load_s": time.perf_counter() - started, "loop": loop}
+        ),
+        flush=True,
+    )
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            print(json.dumps(service.stats()), flush=True)
+    service.stop()
+
+
+# -- a fake upstream for the warm-up -------------------------------------------------------------
+
+
+class Upstream:
+    """Answers every A query with 192.0.2.1, TTL one day (the cache then holds it)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait(5)
+
+    def _run(self, ready: threading.Event) -> None:
+        class Protocol(asyncio.DatagramProtocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                query = wire.parse_query(data)
+                answer = struct.pack("!HHHIH", 0xC00C, wire.A, wire.IN, 86_400, 4)
+                flags = wire.QR | wire.RD | wire.RA
+                reply = struct.pack("!HHHHHH", query.id, flags, 1, 1, 0, 0) + query.question
+                self.transport.sendto(reply + answer + bytes([192, 0, 2, 1]), addr)
+
+        transport, _ = self.loop.run_until_complete(
+            self.loop.create_datagram_endpoint(Protocol, local_addr=(LOCALHOST, 0))
+        )
+        self.port = transport.get_extra_info("sockname")[1]
+        ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def ask(port: int, name: str, sock: socket.socket) -> int:
+    """rcode and answer count, packed: (rcode << 16) | ancount."""
+    query = struct.pack("!HHHHHH", 7, wire.RD, 1, 0, 0, 0)
+    query += wire.text_to_wire(name) + struct.pack("!HH", wire.A, wire.IN)
+    sock.sendto(query, (LOCALHOST, port))
+    reply = sock.recv(4096)
+    flags, _, ancount = struct.unpack_from("!HHH", reply, 2)
+    return ((flags & wire.RCODE_MASK) << 16) | ancount
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((LOCALHOST, 0))
+        port: int = udp.getsockname()[1]
+    return port
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() != 1 else []
+
+
+def dnsperf(
+    port: int, datafile: Path, seconds: float, rate: float = 0, verbose: bool = False
+) -> dict[str, Any]:
+    argv = [
+        *pinned(0),
+        "dnsperf",
+        "-s",
+        LOCALHOST,
+        "-p",
+        str(port),
+        "-d",
+        str(datafile),
+        "-l",
+        str(seconds),
+        "-c",
+        "8",
+        "-q",
+        "200",
+        "-T",
+        "1",
+        "-t",
+        "2",
+    ]
+    if rate:
+        argv += ["-Q", str(int(rate))]
+    if verbose:
+        argv += ["-v"]
+    out = subprocess.run(
+        argv, check=False, capture_output=True, text=True, timeout=seconds + 60
+    ).stdout
+    result: dict[str, Any] = {}
+    if match := re.search(r"Queries per second:\s+([\d.]+)", out):
+        result["qps"] = float(match.group(1))
+    if match := re.search(r"Queries lost:\s+(\d+)", out):
+        result["lost"] = int(match.group(1))
+    if match := re.search(r"Queries completed:\s+(\d+)", out):
+        result["completed"] = int(match.group(1))
+    if verbose:
+        # "> NOERROR www.example.org A 0.000123" per answer
+        latencies = sorted(
+            float(m.group(1)) for m in re.finditer(r"^> \S+ .* (\d+\.\d+)$", out, re.MULTILINE)
+        )
+        if latencies:
+            result["p50"] = latencies[len(latencies) // 2] * 1000
+            result["p99"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+            result["max"] = latencies[-1] * 1000
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", type=int, default=1_000_000)
+    parser.add_argument("--names", type=int, default=10_000, help="allowed and blocked each")
+    parser.add_argument("--seconds", type=float, default=10, help="per dnsperf run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved peak runs")
+    parser.add_argument("--soak", type=float, default=60, help="soak seconds at half peak")
+    parser.add_argument("--uvloop-path", default="", help="a directory holding uvloop")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    dnsmasq = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
+    if not dnsmasq or not shutil.which("dnsperf"):
+        sys.exit("needs dnsmasq and dnsperf: apt-get install -y dnsmasq-base dnsperf")
+
+    rng = random.Random(2026)
+    domains = generate(args.domains, rng)
+    blocked = [f"www.{d}" for d in rng.sample(domains, args.names)]
+    allowed = [f"host{i}.site{i % 997}.lessongate-bench.example" for i in range(args.names)]
+    mix = (
+        [rng.choice(allowed) for _ in range(50_000)]
+        + [rng.choice(blocked) for _ in range(40_000)]
+        + [rng.choice(SOCIAL) for _ in range(10_000)]
+    )
+    rng.shuffle(mix)
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        school = tmp / "school"
+        shutil.copytree(ROOT / "schedules" / "example-school", school)
+        (school / "generated.txt").write_text("\n".join(domains) + "\n")
+        lists = (school / "lists.yaml").read_text()
+        (school / "lists.yaml").write_text(
+            lists.replace(
+                "include:\n",
+                "include:\n  - {file: generated.txt, service: generated, name: Generated,"
+                " category: social}\n",
+                1,
+            )
+        )
+        datafile = tmp / "queries.txt"
+        datafile.write_text("".join(f"{name} A\n" for name in mix))
+        hosts = tmp / "hosts"
+        hosts.write_text("".join(f"192.0.2.{i % 250 + 1} {n}\n" for i, n in enumerate(allowed)))
+        conf = tmp / "dnsmasq.conf"
+        conf.write_text("".join(f"address=/{n}/\n" for n in (*blocked, *SOCIAL)))
+
+        upstream = Upstream()
+        env = dict(os.environ)
+        ours = subprocess.Popen(
+            [
+                *pinned(1),
+                sys.executable,
+                __file__,
+                "--child",
+                str(school),
+                str(upstream.port),
+                args.uvloop_path,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert ours.stdout is not None and ours.stdin is not None
+        info = json.loads(ours.stdout.readline())
+        our_port = info["port"]
+        dnsmasq_port = free_port()
+        masq = subprocess.Popen(
+            [
+                *pinned(1),
+                dnsmasq,
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                f"--addn-hosts={hosts}",
+                f"--conf-file={conf}",
+                f"--port={dnsmasq_port}",
+                f"--listen-address={LOCALHOST}",
+                "--bind-interfaces",
+                "--cache-size=10000",
+                "--pid-file=",
+                "--user=root",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(2)
+                started = time.perf_counter()
+                for name in allowed:  # warm our cache: one upstream query per allowed name
+                    assert ask(our_port, name, sock) == 1, name
+                warm_s = time.perf_counter() - started
+                for port in (our_port, dnsmasq_port):
+                    assert ask(port, allowed[0], sock) == 1
+                    assert ask(port, blocked[0], sock) >> 16 == wire.NXDOMAIN
+                    assert ask(port, SOCIAL[0], sock) >> 16 == wire.NXDOMAIN
+            rss_start = rss_mb(ours.pid)
+
+            peaks: dict[str, list[float]] = {"dnsmasq": [], "LessonGate": []}
+            lost: dict[str, int] = {"dnsmasq": 0, "LessonGate": 0}
+            for _ in range(args.rounds):
+                for label, port in (("dnsmasq", dnsmasq_port), ("LessonGate", our_port)):
+                    run = dnsperf(port, datafile, args.seconds)
+                    peaks[label].append(run.get("qps", 0.0))
+                    lost[label] += run.get("lost", 0)
+            ours_peak = statistics.median(peaks["LessonGate"])
+            masq_peak = statistics.median(peaks["dnsmasq"])
+            half = ours_peak / 2
+            latency = {
+                label: dnsperf(port, datafile, args.seconds, rate=half, verbose=True)
+                for label, port in (("dnsmasq", dnsmasq_port), ("LessonGate", our_port))
+            }
+            soak = dnsperf(our_port, datafile, args.soak, rate=half)
+            rss_soak = rss_mb(ours.pid)
+            ours.stdin.write("stats\n")
+            ours.stdin.flush()
+            stats = json.loads(ours.stdout.readline())
+        finally:
+            masq.terminate()
+            ours.stdin.close()
+            ours.wait(10)
+            masq.wait(10)
+            upstream.stop()
+
+    ratio = ours_peak / masq_peak if masq_peak else 0.0
+    p99 = latency["LessonGate"].get("p99", float("inf"))
+    print(
+        f"Python {sys.version.split()[0]}, event loop: {info['loop']}; {args.domains:,} listed "
+        f"domains + the example school (loaded in {info['load_s']:.2f} s); cache warmed with "
+        f"{len(allowed):,} names in {warm_s:.1f} s. Servers on CPU 1, dnsperf on CPU 0; "
+        f"{args.rounds} interleaved rounds of {args.seconds:g} s, median."
+    )
+    print()
+    print("| measure | LessonGate DnsService | dnsmasq | ratio / target |")
+    print("|---|---|---|---|")
+
+    def runs(label: str) -> str:
+        return " / ".join(f"{q / 1000:.1f}k" for q in peaks[label])
+
+    print(
+        f"| peak queries/s (median; runs) | {ours_peak:,.0f} ({runs('LessonGate')}) | "
+        f"{masq_peak:,.0f} ({runs('dnsmasq')}) | {ratio:.2f}× "
+        f"({'met' if ratio >= 0.5 else 'missed'}: ≥ 0.5×) |"
+    )
+    print(f"| queries lost at peak (all rounds) | {lost['LessonGate']} | {lost['dnsmasq']} |  |")
+    for key in ("p50", "p99", "max"):
+        ours_ms = latency["LessonGate"].get(key, float("nan"))
+        masq_ms = latency["dnsmasq"].get(key, float("nan"))
+        target = f"{'met' if p99 <= 2 else 'missed'}: ≤ 2 ms" if key == "p99" else ""
+        print(
+            f"| latency {key} at {half:,.0f} q/s (half our peak) | {ours_ms:.3f} ms | "
+            f"{masq_ms:.3f} ms | {target} |"
+        )
+    print(f"| RSS after load + warm-up | {rss_start:.0f} MB |  |  |")
+    print(
+        f"| RSS after a {args.soak:g} s soak at {half:,.0f} q/s "
+        f"({soak.get('completed', 0):,} queries, {soak.get('lost', 0)} lost) "
+        f"| {rss_soak:.0f} MB |  |  |"
+    )
+    keys = ("queries", "blocked", "cache_hits", "cache_misses", "malformed", "internal_errors")
+    print()
+    print("Service counters at the end: " + ", ".join(f"{k} {stats[k]:,}" for k in keys))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The gateway enforces the policy on real traffic (issue: enforcement on the gateway)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+
+from appliance.demo.topology import UPSTREAM_DNS, WEB
+from appliance.policy.facts import Exemption, ScopeKind
+from tests.e2e.conftest import AFTER_SCHOOL, LUNCH, Gateway
+
+
+def fake_now(gateway: Gateway) -> dt.datetime:
+    """The time the gateway's processes see (the clock file runs on from its mtime)."""
+    written = dt.datetime.fromisoformat(gateway.clock.read_text())
+    elapsed = time.time() - gateway.clock.stat().st_mtime
+    return written + dt.timedelta(seconds=elapsed)
+
+
+def test_student_dns(gateway: Gateway) -> None:
+    assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
+    assert gateway.dns("student", "www.instagram.com")["rcode"] == "NXDOMAIN"
+    allowed = gateway.dns("student", "example.org")
+    assert (allowed["rcode"], allowed["answers"]) == ("NOERROR", [WEB])
+
+
+def test_student_own_resolver_is_still_lessongate(gateway: Gateway) -> None:
+    """DNS to any address is redirected: the student's own resolver gets our answer."""
+    assert gateway.dns("student", "instagram.com", server=UPSTREAM_DNS)["rcode"] == "NXDOMAIN"
+    assert gateway.dns("student", "example.org", server=UPSTREAM_DNS)["answers"] == [WEB]
+
+
+def test_student_https_by_sni(gateway: Gateway) -> None:
+    """A hard-coded address does not help: the name in the TLS handshake decides."""
+    blocked = gateway.https("student", "instagram.com")
+    assert blocked["result"] in {"closed", "reset", "refused"}, blocked
+    allowed = gateway.https("student", "example.org")
+    assert allowed["result"] == "ok", allowed
+    assert "hello from example.org" in allowed["body"]
+
+
+def test_student_http_block_page(gateway: Gateway) -> None:
+    page = gateway.http("student", "www.instagram.com")
+    assert page["status"] == 403, page
+    assert "instagram" in page["body"].lower()
+    assert "Social Media Policy" in page["body"]
+    allowed = gateway.http("student", "example.org")
+    assert (allowed["status"], "hello from example.org" in allowed["body"]) == (200, True)
+
+
+def test_dot_and_quic_are_dropped(gateway: Gateway) -> None:
+    assert gateway.probe("student", "tcp", UPSTREAM_DNS, "853")["result"] == "timeout"
+    assert gateway.probe("student", "udp", WEB, "443")["result"] == "timeout"
+    assert gateway.probe("staff", "tcp", UPSTREAM_DNS, "853")["result"] == "timeout"
+
+
+def test_students_have_no_direct_route(gateway: Gateway) -> None:
+    assert gateway.probe("student", "tcp", WEB, "8443")["result"] == "timeout"
+
+
+def test_staff_lesson_lunch_after_school(gateway: Gateway) -> None:
+    assert gateway.https("staff", "instagram.com")["result"] != "ok"
+    assert gateway.dns("staff", "instagram.com")["rcode"] == "NXDOMAIN"
+    gateway.set_clock(LUNCH)
+    assert gateway.dns("staff", "instagram.com")["rcode"] == "NOERROR"
+    assert gateway.https("staff", "instagram.com")["result"] == "ok"
+    gateway.set_clock(AFTER_SCHOOL)
+    assert gateway.https("staff", "www.instagram.com")["result"] == "ok"
+
+
+def test_guests_always_blocked(gateway: Gateway) -> None:
+    gateway.set_clock(LUNCH)
+    assert gateway.dns("guest", "instagram.com")["rcode"] == "NXDOMAIN"
+    assert gateway.https("guest", "instagram.com")["result"] != "ok"
+    assert gateway.https("guest", "example.org")["result"] == "ok"
+
+
+def test_exemption_reaches_traffic_within_a_second_and_ends(gateway: Gateway) -> None:
+    store = gateway.store()
+    now = fake_now(gateway)
+    granted = store.add(
+        Exemption(
+            id="",
+            scope=ScopeKind.ROOM,
+            scope_value="S12",
+            start=now - dt.timedelta(minutes=1),
+            end=now + dt.timedelta(seconds=6),
+            service="instagram",
+            created_by="MSM",
+            reason="e2e",
+        ),
+        now,
+    )
+    took = gateway.wait_until(
+        lambda: gateway.https("student", "instagram.com")["result"] == "ok",
+        3,
+        "the exemption reaches the proxy",
+    )
+    assert took < 1.5  # the probe itself takes ~0.2-0.4 s of the measured time
+    assert gateway.dns("student", "instagram.com")["rcode"] == "NOERROR"
+    gateway.wait_until(
+        lambda: gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN",
+        10,
+        f"exemption {granted.id} ends",
+    )
+    assert gateway.https("student", "instagram.com")["result"] != "ok"
+
+
+def test_killed_workers_fail_closed_and_come_back(gateway: Gateway) -> None:
+    workers = gateway.workers()
+    assert len(workers) == 3, workers  # two transparent workers and the explicit one
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    failed = gateway.https("student", "example.org")
+    assert failed["result"] != "ok", failed  # refused by the gateway, never routed around it
+    assert gateway.probe("student", "tcp", WEB, "443")["result"] != "connected"
+    back = gateway.wait_until(
+        lambda: gateway.https("student", "example.org")["result"] == "ok",
+        5,
+        "the supervisor restarts the workers",
+    )
+    assert back < 5
+    assert set(gateway.workers()).isdisjoint(workers)
+
+
+def test_metrics_on_loopback(gateway: Gateway) -> None:
+    gateway.dns("student", "tiktok.com")
+    text = gateway.metrics()
+    assert "lessongate_decisions_total{" in text
+    assert 'reason="student-always"' in text
+    assert 'lessongate_component_up{component="dns"} 1.0' in text
+    assert "10.20.12.101" not in text  # no client addresses in metrics, ever
+
+
+def test_stable_ten_times(gateway: Gateway) -> None:
+    """The core of the suite, ten times in a row: any flake is a failure."""
+    for round_number in range(10):
+        assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN", round_number
+        assert gateway.https("student", "instagram.com")["result"] != "ok", round_number
+        assert gateway.https("student", "example.org")["result"] == "ok", round_number
+        assert gateway.http("student", "instagram.com")["status"] == 403, round_number

@@ -1,0 +1,68 @@
+"""Making an exemption from "SERVICE@SCOPE": what is refused, and when it ends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from appliance.config.loader import Config
+from appliance.exemptions.request import ExemptionRefused, lesson_end, make_exemption
+from appliance.policy.facts import ScopeKind
+
+LONDON = ZoneInfo("Europe/London")
+P1 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=LONDON)
+
+
+@pytest.mark.parametrize(
+    ("text", "scope", "value", "service", "category"),
+    [
+        ("instagram@room:S12", ScopeKind.ROOM, "S12", "instagram", ""),
+        ("instagram@S12", ScopeKind.ROOM, "S12", "instagram", ""),
+        ("youtube@class:9X2", ScopeKind.CLASS, "9X2", "youtube", ""),
+        ("youtube@10.20.12.101", ScopeKind.DEVICE, "10.20.12.101", "youtube", ""),
+        ("category:video@device:s12-ipad-01", ScopeKind.DEVICE, "s12-ipad-01", "", "video"),
+    ],
+)
+def test_targets(
+    example: Config, text: str, scope: ScopeKind, value: str, service: str, category: str
+) -> None:
+    made = make_exemption(example.facts, text, P1, by="MSM", reason="lesson")
+    assert (made.scope, made.scope_value, made.service, made.category) == (
+        scope,
+        value,
+        service,
+        category,
+    )
+    assert (made.start, made.created_by, made.reason) == (P1, "MSM", "lesson")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("instagram", "is not SERVICE@SCOPE"),
+        ("instagram@floor:1", "scope must be room:NAME, class:NAME or device:ID"),
+        ("instagram@room:Z99", "no room Z99; known: S12, S14, IT1, Library"),
+        ("nosuch@room:S12", "no service nosuch"),
+        ("category:games@room:S12", "no category games"),
+        ("doh-resolvers@room:S12", "doh-resolvers is bypass: no exemption can allow it"),
+        ("category:illegal@room:S12", "is never-exemptible: no exemption can allow it"),
+    ],
+)
+def test_refused(example: Config, text: str, message: str) -> None:
+    with pytest.raises(ExemptionRefused, match=message):
+        make_exemption(example.facts, text, P1, by="MSM")
+
+
+def test_ends_with_the_lesson_and_never_after_school(example: Config) -> None:
+    facts = example.facts
+    assert lesson_end(facts, P1) == dt.datetime(2026, 11, 25, 9, 50, tzinfo=LONDON)
+    lunch = P1.replace(hour=12, minute=30)
+    assert lesson_end(facts, lunch) == dt.datetime(2026, 11, 25, 13, 0, tzinfo=LONDON)
+    late = P1 + dt.timedelta(hours=10)
+    assert lesson_end(facts, P1, until=late) == dt.datetime(2026, 11, 25, 15, 0, tzinfo=LONDON)
+    saturday = dt.datetime(2026, 11, 28, 10, 0, tzinfo=LONDON)
+    assert lesson_end(facts, saturday) == saturday + dt.timedelta(hours=1)
+    with pytest.raises(ExemptionRefused, match="is not after now"):
+        lesson_end(facts, P1, until=P1 - dt.timedelta(minutes=1))
