@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 EXAMPLE := schedules/example-school
 # Debian packages the tests and the demo use (installed when missing and run as root).
 DEB_PACKAGES := python3-venv nftables dnsmasq-base iproute2 procps
+BENCH_PACKAGES := dnsmasq-base dnsperf
 # The newest Python >= 3.12 on this machine (.python-version makes pyenv pick 3.13).
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
@@ -16,7 +17,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 .PHONY: help setup debs demo test lint bench clean
 
 help:
-	@echo "make demo   - the example school's day through the policy"
+	@echo "make demo   - the example school's day on a simulated network, through the appliance"
 	@echo "make test   - lint, type-check and run the test suite"
 	@echo "make bench  - benchmarks (results in benchmarks/RESULTS.md)"
 
@@ -40,18 +41,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	@$(VENV)/bin/lessongate validate $(EXAMPLE)
 	@echo
-	@echo "A scripted school day at Example Academy, Wednesday 25 November 2026 (week B):"
-	@for at in 08:30 08:45 09:00 10:55 12:30 14:30 15:30; do \
-		echo; echo "== $$at =="; \
-		for who in "--group students" "--client 10.20.12.101" "--client 10.30.1.1" "--group guests"; do \
-			$(VENV)/bin/lessongate check --config $(EXAMPLE) $$who --at 2026-11-25T$$at \
-				www.instagram.com youtu.be example.org | tail -n +3; \
-		done; \
-	done
-	@echo
-	@echo "== 09:00, with Ms M's exemption: YouTube for room S12 until the end of P1 =="
-	@$(VENV)/bin/lessongate check --config $(EXAMPLE) --client 10.20.12.101 --at 2026-11-25T09:00 \
-		--exempt youtube@room:S12 www.youtube.com www.instagram.com
+	@$(VENV)/bin/lessongate demo --config $(EXAMPLE)
 
 lint: setup
 	$(VENV)/bin/ruff check appliance addons tests benchmarks
@@ -63,7 +53,9 @@ test: setup lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 bench: setup
+	@$(MAKE) -s debs DEB_PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) benchmarks/policy.py
+	$(PY) benchmarks/dns.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

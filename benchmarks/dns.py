@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
-import importlib.util
 import json
 import os
 import random
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.dns import wire  # noqa: E402
+from benchmarks.school import generate, school_with_list  # noqa: E402
 
 LOCALHOST = "127.0.0.1"
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/London"))  # a lesson
@@ -63,16 +63,6 @@ SOCIAL = (
 )
 
 
-def generate(count: int, rng: random.Random) -> list[str]:
-    """The 1M-domain list of benchmarks/policy.py (same generator, same seed)."""
-    spec = importlib.util.spec_from_file_location("policy_bench", ROOT / "benchmarks/policy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    names: list[str] = module.generate(count, rng)
-    return names
-
-
 # -- the service, in a child process -------------------------------------------------------------
 
 
@@ -83,22 +73,27 @@ def child(school: str, upstream_port: int, uvloop_path: str) -> None:
     import ipaddress
 
     from appliance.config.gateway import BlockedAnswer, Endpoint
-    from appliance.config.loader import load
     from appliance.dns.cache import DnsCache
     from appliance.dns.server import DnsService, new_event_loop
-    from appliance.policy.decide import decide
+    from appliance.monitoring.recorder import Recorder
+    from appliance.runtime.clock import FileClock
+    from appliance.runtime.state import PolicyState
 
     started = time.perf_counter()
-    config = load(school)
-    facts = config.facts
+    work = Path(tempfile.mkdtemp(prefix="lg-dns-bench-"))
+    clock = work / "clock"
+    clock.write_text(NOW.isoformat())
+    # What `lessongate run` runs: PolicyState (decisions remembered until the next period or
+    # exemption edge) and the Recorder (Prometheus counters and the decision log queue).
+    state = PolicyState(Path(school), work, FileClock(clock))
     gc.freeze()  # the million-name policy is long-lived: keep it out of every GC pass
-    decisions = [0]
+    recorder = Recorder(state, work)
 
     def on_decision(client: Any, decision: Any, qtype: str) -> None:
-        decisions[0] += 1  # what a cheap metrics hook costs
+        recorder(client, decision, "dns")
 
     service = DnsService(
-        lambda client, name: decide(facts, client, name, NOW),
+        state.decide,
         [Endpoint(ipaddress.ip_address(LOCALHOST), upstream_port)],
         BlockedAnswer.NXDOMAIN,
         lambda address: None,
@@ -269,18 +264,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        school = tmp / "school"
-        shutil.copytree(ROOT / "schedules" / "example-school", school)
-        (school / "generated.txt").write_text("\n".join(domains) + "\n")
-        lists = (school / "lists.yaml").read_text()
-        (school / "lists.yaml").write_text(
-            lists.replace(
-                "include:\n",
-                "include:\n  - {file: generated.txt, service: generated, name: Generated,"
-                " category: social}\n",
-                1,
-            )
-        )
+        school = school_with_list(tmp, domains)
         datafile = tmp / "queries.txt"
         datafile.write_text("".join(f"{name} A\n" for name in mix))
         hosts = tmp / "hosts"

@@ -13,7 +13,6 @@ import gc
 import ipaddress
 import random
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -27,8 +26,7 @@ from appliance.config.loader import load  # noqa: E402
 from appliance.lists.names import normalise  # noqa: E402
 from appliance.policy.decide import decide  # noqa: E402
 from appliance.policy.facts import Client  # noqa: E402
-
-TLDS = ("com", "net", "org", "co.uk", "io", "social", "app")
+from benchmarks.school import generate, school_with_list  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -36,14 +34,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def generate(count: int, rng: random.Random) -> list[str]:
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return [
-        f"{''.join(rng.choices(letters, k=rng.randint(4, 12)))}{i}.{rng.choice(TLDS)}"
-        for i in range(count)
-    ]
 
 
 def per_call_ns(fn, items: list, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -64,18 +54,7 @@ def main() -> None:
     rng = random.Random(2026)
     domains = generate(args.domains, rng)
     with tempfile.TemporaryDirectory() as tmp:
-        school = Path(tmp) / "school"
-        shutil.copytree(ROOT / "schedules" / "example-school", school)
-        (school / "generated.txt").write_text("\n".join(domains) + "\n")
-        lists = (school / "lists.yaml").read_text()
-        (school / "lists.yaml").write_text(
-            lists.replace(
-                "include:\n",
-                "include:\n  - {file: generated.txt, service: generated, name: Generated,"
-                " category: social}\n",
-                1,
-            )
-        )
+        school = school_with_list(Path(tmp), domains)
         gc.collect()
         base = rss_mb()
         start = time.perf_counter()

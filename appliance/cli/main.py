@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(run=_run)
 
+    demo = commands.add_parser("demo", help="the example school's day on a simulated network")
+    demo.add_argument("--config", type=Path, default=Path("schedules/example-school"))
+    demo.add_argument("--metrics-port", type=int, default=9153)
+    demo.set_defaults(run=_demo)
+
     lists = commands.add_parser("lists", help="inspect block lists").add_subparsers(
         required=True, metavar="COMMAND"
     )
@@ -109,6 +114,12 @@ def _run(args: argparse.Namespace) -> int:
         print(supervisor.dry_run(options))
         return 0
     return supervisor.run(options)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from appliance.demo import run as demo
+
+    return demo.run(args.config.resolve(), args.metrics_port)
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -173,7 +173,7 @@ class SchoolNet:
     def destroy(self) -> None:
         """Kill what was started here, remove the namespaces (and so their veths). Idempotent."""
         for process in self._processes:
-            _stop(process)
+            stop_process(process)
         self._processes.clear()
         if self._built:
             _remove_namespaces(self.namespaces)
@@ -330,14 +330,15 @@ def _up(ipr: Any, name: str, *addresses: tuple[str, int]) -> None:
     ipr.link("set", index=index, state="up")
 
 
-def _stop(process: subprocess.Popen[Any]) -> None:
+def stop_process(process: subprocess.Popen[Any], timeout: float = 3.0) -> None:
+    """Terminate, then kill if it does not go within ``timeout``; close its pipes."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=3)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=3)
+            process.wait(timeout=timeout)
     for stream in (process.stdin, process.stdout, process.stderr):
         if stream is not None:
             with contextlib.suppress(OSError):

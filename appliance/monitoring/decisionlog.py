@@ -10,9 +10,9 @@ rows are dropped and counted (``lessongate_decision_log_dropped_total``), never 
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-import queue
 import sqlite3
 import threading
 from pathlib import Path
@@ -59,7 +59,13 @@ def worth_recording(decision: Decision, all_allowed: bool = False) -> bool:
     )
 
 
+type Pending = tuple[dt.datetime, Client, Device | None, Decision, str]
+
+
 class DecisionLog:
+    """``record()`` appends to a bounded deque (one atomic append, no lock, no formatting);
+    a writer thread wakes every ``interval`` seconds, formats and commits in batches."""
+
     def __init__(
         self,
         path: Path,
@@ -67,16 +73,20 @@ class DecisionLog:
         *,
         all_allowed: bool = False,
         capacity: int = 100_000,
-        batch: int = 500,
+        batch: int = 2_000,
+        interval: float = 0.2,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.zone = zone
         self.all_allowed = all_allowed
+        self.capacity = capacity
         self.batch = batch
+        self.interval = interval
         self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue[Row | None] = queue.Queue(capacity)
+        self._pending: collections.deque[Pending] = collections.deque()
+        self._stop = threading.Event()
         with sqlite3.connect(path) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
@@ -91,10 +101,25 @@ class DecisionLog:
         via: str,
         now: dt.datetime,
     ) -> None:
-        """Queue one decision; never blocks."""
+        """Queue one decision; never blocks, never formats (that is the writer's work)."""
         if not worth_recording(decision, self.all_allowed):
             return
-        row = (
+        if len(self._pending) >= self.capacity:
+            self.dropped += 1
+            return
+        self._pending.append((now, client, device, decision, via))
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _row(self, pending: Pending) -> Row:
+        now, client, device, decision, via = pending
+        return (
             now.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
             now.astimezone(self.zone).isoformat(timespec="seconds"),
             str(client.address),
@@ -110,37 +135,18 @@ class DecisionLog:
             decision.exemption_id or "",
             via,
         )
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
-            self.dropped += 1
-
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
 
     def _write(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None)
         db.execute("PRAGMA busy_timeout=5000")
         insert = f"INSERT INTO decisions ({COLUMNS}) VALUES ({', '.join('?' * 14)})"
+        pending = self._pending
         while True:
-            first = self._queue.get()
-            rows = [] if first is None else [first]
-            stop = first is None
-            while not stop and len(rows) < self.batch:
-                try:
-                    row = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if row is None:
-                    stop = True
-                else:
-                    rows.append(row)
-            if rows:
+            stopping = self._stop.wait(self.interval)
+            while pending:
+                rows: list[Row] = []
+                while pending and len(rows) < self.batch:
+                    rows.append(self._row(pending.popleft()))
                 try:
                     with db:
                         db.executemany(insert, rows)
@@ -148,7 +154,7 @@ class DecisionLog:
                 except sqlite3.Error as error:
                     self.dropped += len(rows)
                     log.error("decision log: %d rows lost: %s", len(rows), error)
-            if stop:
+            if stopping:
                 db.close()
                 return
 

@@ -6,6 +6,7 @@ The policy core never reads a clock; the wiring does, through one of these.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -27,16 +28,23 @@ class FileClock:
     the file is missing or unreadable the system clock is used, and the reason is logged once.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recheck: float = 0.1) -> None:
+        """``recheck``: seconds between looks at the file (a stat per query costs ~8 µs)."""
         self.path = path
+        self.recheck = recheck
         self._stamp: tuple[int, int] | None = None
         self._offset = dt.timedelta(0)
+        self._next_check = 0.0
 
     def now(self) -> dt.datetime:
         real = dt.datetime.now(dt.UTC)
+        if time.monotonic() < self._next_check:
+            return real + self._offset
+        self._next_check = time.monotonic() + self.recheck
         try:
             stat = self.path.stat()
         except OSError:
+            self._offset = dt.timedelta(0)
             return real
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:

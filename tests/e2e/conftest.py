@@ -25,21 +25,13 @@ from typing import Any
 
 import pytest
 
-from appliance.demo.servers import start_web
-from appliance.demo.topology import WEB, SchoolNet
+from appliance.demo.run import run_argv, start_internet
+from appliance.demo.topology import WEB, SchoolNet, stop_process
 from appliance.exemptions.store import ExemptionStore
 from appliance.firewall import nft
 from appliance.runtime.state import STORE_FILE
 from tests.conftest import EXAMPLE, ROOT
 
-NAMES = (
-    "example.org",
-    "www.example.org",
-    "instagram.com",
-    "www.instagram.com",
-    "youtube.com",
-    "www.youtube.com",
-)
 LESSON = "2026-11-25T09:00:00+00:00"  # Wednesday P1
 LUNCH = "2026-11-25T12:30:00+00:00"
 AFTER_SCHOOL = "2026-11-25T16:00:00+00:00"
@@ -135,15 +127,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     clock = work / "clock"
     clock.write_text(LESSON)
     with SchoolNet() as net:
-        net.start_dnsmasq({name: WEB for name in NAMES})
-        start_web(net, NAMES)
+        start_internet(net)
         metrics_port = free_port()
         log = work / "lessongate.log"
-        argv = [
-            sys.executable, "-m", "appliance.cli.main", "run", "--config", str(config),
-            "--state", str(state), "--clock", str(clock), "--netns", net.gw,
-            "--metrics-port", str(metrics_port), "--workers", "2",
-        ]  # fmt: skip
+        argv = run_argv(config, state, clock, net.gw, metrics_port)
         with log.open("wb") as sink:
             process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
         running = Gateway(net, config, state, clock, metrics_port, process, log)
@@ -160,12 +147,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             )
             yield running
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=10)
             nft.flush(net.gw)
 
 

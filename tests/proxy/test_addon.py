@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from appliance.exemptions.store import ExemptionStore
 from appliance.policy.decision import Decision, Reason, Verdict
 from appliance.policy.facts import Client, Exemption, ScopeKind
 from appliance.proxy.addon import LessonGate, Via, client_of
+from appliance.runtime.clock import FileClock
 from appliance.runtime.state import STORE_FILE
 from tests.conftest import EXAMPLE
 from tests.proxy import hellos
@@ -38,9 +40,11 @@ class Gate:
         addon.on_decision = lambda c, d, v: self.seen.append((c, d, v))
 
     def at(self, when: str) -> None:
+        before = self.clock.stat().st_mtime_ns if self.clock.exists() else 0
         self.clock.write_text(when + "\n")
-        stat = self.clock.stat()  # a new mtime even within the filesystem's tick
-        os.utime(self.clock, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        stamp = max(time.time_ns(), before + 1)  # a new mtime even within the file system's tick
+        os.utime(self.clock, ns=(stamp, stamp))
+        time.sleep(FileClock(self.clock).recheck + 0.01)  # the addon's clock looks again
 
     def hello(self, client: str, sni: str | None, raw: bytes | None = None) -> tls.ClientHelloData:
         conn = tflow.tclient_conn()

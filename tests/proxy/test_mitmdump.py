@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from appliance.demo.topology import stop_process
 from tests.conftest import EXAMPLE, ROOT
 
 MITMDUMP = ROOT / ".venv" / "bin" / "mitmdump"
@@ -217,12 +218,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         der = ssl.PEM_cert_to_DER_cert(cert_file.read_text())
         yield Rig(proxy_port, httpd.server_address[1], hosts, tls, cert_file, der)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process, timeout=5)
         httpd.shutdown()
         httpd.server_close()
         tls.close()

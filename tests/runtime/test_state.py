@@ -40,14 +40,14 @@ def clock_file(tmp_path: Path) -> Path:
 
 
 def test_file_clock_moves_the_gateway_through_the_day(school_dir: Path, clock_file: Path) -> None:
-    state = PolicyState(school_dir, None, FileClock(clock_file))
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
     assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
     set_clock(clock_file, LUNCH)
     assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_OUTSIDE_LESSONS
 
 
 def test_file_clock_keeps_running(clock_file: Path) -> None:
-    clock = FileClock(clock_file)
+    clock = FileClock(clock_file, recheck=0)
     first = clock.now()
     assert dt.timedelta(0) <= clock.now() - first < dt.timedelta(seconds=5)
     assert abs(first - dt.datetime.fromisoformat(LESSON)) < dt.timedelta(seconds=5)
@@ -63,7 +63,9 @@ def test_a_bad_change_keeps_the_running_policy(
     school_dir: Path, clock_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     results: list[bool] = []
-    state = PolicyState(school_dir, None, FileClock(clock_file), on_reload=results.append)
+    state = PolicyState(
+        school_dir, None, FileClock(clock_file, recheck=0), on_reload=results.append
+    )
     good = state.config
     timetable = school_dir / "timetable.yaml"
     timetable.write_text(timetable.read_text().replace('end: "09:50"', 'end: "25:00"', 1))
@@ -77,7 +79,7 @@ def test_a_bad_change_keeps_the_running_policy(
 
 
 def test_a_good_change_is_picked_up(school_dir: Path, clock_file: Path) -> None:
-    state = PolicyState(school_dir, None, FileClock(clock_file))
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
     assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
     school = school_dir / "school.yaml"
     school.write_text(school.read_text().replace("    group: staff\n", "    group: students\n"))
@@ -90,7 +92,7 @@ def test_exemptions_from_another_process_and_their_end(
     school_dir: Path, tmp_path: Path, clock_file: Path
 ) -> None:
     state_dir = tmp_path / "state"
-    state = PolicyState(school_dir, state_dir, FileClock(clock_file))
+    state = PolicyState(school_dir, state_dir, FileClock(clock_file, recheck=0))
     assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
     teacher = ExemptionStore(state_dir / STORE_FILE)
     now = state.now()
@@ -116,7 +118,7 @@ def test_exemptions_from_another_process_and_their_end(
 
 
 def test_remembered_decisions_change_at_period_edges(school_dir: Path, clock_file: Path) -> None:
-    state = PolicyState(school_dir, None, FileClock(clock_file))
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
     assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
     set_clock(clock_file, "2026-11-25T10:49:59+00:00")  # P2, a second before break
     assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
@@ -129,7 +131,7 @@ def test_remembered_decisions_change_at_period_edges(school_dir: Path, clock_fil
 def test_remembered_decisions_see_an_exemption_start(
     school_dir: Path, tmp_path: Path, clock_file: Path
 ) -> None:
-    state = PolicyState(school_dir, tmp_path, FileClock(clock_file))
+    state = PolicyState(school_dir, tmp_path, FileClock(clock_file, recheck=0))
     now = state.now()
     ExemptionStore(tmp_path / STORE_FILE).add(
         Exemption(
