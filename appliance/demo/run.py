@@ -156,9 +156,18 @@ class Demo:
 
 @contextmanager
 def _interrupts_as_exit() -> Iterator[None]:
-    """Ctrl-C or SIGTERM unwinds through every finally, so nothing is left behind."""
+    """Ctrl-C or SIGTERM unwinds through every finally, so nothing is left behind.
+
+    Only in this process: pyroute2 forks helpers into namespaces and ends them with SIGTERM,
+    and a forked child inherits this handler; there the signal keeps its default meaning.
+    """
+    owner = os.getpid()
 
     def stop(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, stop)

@@ -40,13 +40,13 @@ POLICY_RELOADS = Counter(
 POLICY_RELOAD_OK = Gauge(
     "lessongate_policy_last_reload_success",
     "1 when the last reload of the policy succeeded, 0 when it was rejected.",
-    multiprocess_mode="min",
+    multiprocess_mode="mostrecent",  # set by the supervisor only; workers hold a 0 never set
 )
 COMPONENT_UP = Gauge(
     "lessongate_component_up",
     "1 while a data-path component runs; 0 while it is down (students and guests fail closed).",
     ["component"],  # dns, proxy, explicit-proxy, firewall
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 COMPONENT_RESTARTS = Counter(
     "lessongate_component_restarts_total",
@@ -56,7 +56,7 @@ COMPONENT_RESTARTS = Counter(
 EXEMPTIONS_ACTIVE = Gauge(
     "lessongate_exemptions_active",
     "Teachers' exemptions in force now.",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 
 

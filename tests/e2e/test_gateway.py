@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import sys
 import time
 
 from appliance.demo.topology import UPSTREAM_DNS, WEB
@@ -141,3 +142,50 @@ def test_stable_ten_times(gateway: Gateway) -> None:
         assert gateway.https("student", "instagram.com")["result"] != "ok", round_number
         assert gateway.https("student", "example.org")["result"] == "ok", round_number
         assert gateway.http("student", "instagram.com")["status"] == 403, round_number
+
+
+def test_a_bad_policy_never_replaces_the_running_one(gateway: Gateway) -> None:
+    """SIGHUP with a broken timetable: rejected with its errors, the running policy stays."""
+    timetable = gateway.config / "timetable.yaml"
+    good = timetable.read_text()
+    try:
+        timetable.write_text(good.replace('end: "09:50"', 'end: "25:00"', 1))
+        gateway.process.send_signal(signal.SIGHUP)
+        gateway.wait_until(
+            lambda: "policy reload rejected" in gateway.log.read_text(), 5, "the reload is refused"
+        )
+        assert 'timetable.yaml:days.monday[1].end: "25:00" is not a time' in gateway.log.read_text()
+        assert "lessongate_policy_last_reload_success 0.0" in gateway.metrics()
+        assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
+        assert gateway.https("student", "example.org")["result"] == "ok"
+    finally:
+        timetable.write_text(good)
+    gateway.wait_until(
+        lambda: "lessongate_policy_last_reload_success 1.0" in gateway.metrics(),
+        5,
+        "the good file is taken again",
+    )
+
+
+def test_garbage_tls_and_dns_are_never_allowed(gateway: Gateway) -> None:
+    """Random bytes where a ClientHello or a DNS query should be: no crash, no allow."""
+    script = (
+        "import os, socket\n"
+        "for i in range(200):\n"
+        "    with socket.create_connection(('198.18.0.80', 443), 2) as s:\n"
+        "        s.sendall(os.urandom(1 + i * 7))\n"
+        "        s.settimeout(2)\n"
+        "        try:\n"
+        "            assert b'hello from' not in s.recv(4096)\n"
+        "        except (TimeoutError, ConnectionResetError):\n"
+        "            pass\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for i in range(2000):\n"
+        "    u.sendto(os.urandom(i % 300), ('10.20.0.1', 53))\n"
+        "print('sent')\n"
+    )
+    result = gateway.net.run(gateway.net.student, [sys.executable, "-c", script])
+    assert result.stdout.strip() == "sent", result.stderr
+    assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
+    assert gateway.https("student", "example.org")["result"] == "ok"
+    assert gateway.process.poll() is None
