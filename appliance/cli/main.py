@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="override gateway.metrics's port")
     run.add_argument("--no-firewall", action="store_true", help="leave nftables alone")
     run.add_argument(
+        "--addon",
+        type=Path,
+        metavar="FILE",
+        help="the mitmproxy entry script (default: addons/lessongate.py beside the package)",
+    )
+    run.add_argument(
         "--clock", type=Path, metavar="FILE", help="read the time from FILE (tests and demos)"
     )
     run.set_defaults(run=_run)
@@ -109,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         netns=args.netns,
         metrics_port=args.metrics_port,
         firewall=not args.no_firewall,
+        **({"addon": args.addon.resolve()} if args.addon else {}),
     )
     if args.dry_run:
         print(supervisor.dry_run(options))
