@@ -144,7 +144,7 @@ class Supervisor:
 
         self.config = load(self.options.config_dir)
         if not self.options.addon.is_file():
-            raise SystemExit(f"lessongate run: no mitmproxy addon at {self.options.addon} (--addon)")
+            raise SystemExit(f"lessongate run: no addon script at {self.options.addon} (--addon)")
         gateway = self.config.gateway
         self.state_dir = self.options.state_dir or Path(gateway.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
