@@ -7,9 +7,12 @@ recently, or whose resolution failed, is unknown and yields "".
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -56,3 +59,29 @@ def _usable(entry: Any) -> str:
 def _ipr(netns: str | None) -> Any:
     # flags=0: never create the namespace as a side effect of looking into it
     return IPRoute(netns=netns, flags=0) if netns else IPRoute()
+
+
+class NeighbourCache:
+    """The neighbour table as the data path asks it: re-read at most every ``refresh``
+    seconds (one netlink dump), so a lookup per query is a dict get. A failed read keeps the
+    last table: a MAC is a hint for the device registry, never a reason to stop answering."""
+
+    def __init__(
+        self,
+        refresh: float = 5.0,
+        read: Callable[[], dict[Address, str]] = neighbours,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.refresh = refresh
+        self._read = read
+        self._clock = clock
+        self._table: dict[Address, str] = {}
+        self._next = 0.0
+
+    def mac_for(self, address: Address) -> str:
+        now = self._clock()
+        if now >= self._next:
+            self._next = now + self.refresh
+            with contextlib.suppress(OSError):
+                self._table = self._read()
+        return self._table.get(address, "")
