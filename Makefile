@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXAMPLE := schedules/example-school
 # Debian packages the tests and the demo use (installed when missing and run as root).
-DEB_PACKAGES := python3-venv nftables dnsmasq-base iproute2 procps
+DEB_PACKAGES := python3-venv nftables dnsmasq-base iproute2 procps debootstrap systemd-container
 BENCH_PACKAGES := dnsmasq-base dnsperf
 # The newest Python >= 3.12 on this machine (.python-version makes pyenv pick 3.13).
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
@@ -44,8 +44,8 @@ demo: setup
 	@$(VENV)/bin/lessongate demo --config $(EXAMPLE)
 
 lint: setup
-	$(VENV)/bin/ruff check appliance addons tests benchmarks
-	$(VENV)/bin/ruff format --check appliance addons tests benchmarks
+	$(VENV)/bin/ruff check appliance addons tests benchmarks deploy
+	$(VENV)/bin/ruff format --check appliance addons tests benchmarks deploy
 	$(VENV)/bin/mypy
 
 test: setup lint
