@@ -21,6 +21,7 @@ import logging
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -47,6 +48,7 @@ DOWN_FOR = 30.0  # seconds an upstream that failed goes to the back of the queue
 MAX_TCP_QUERIES = 10_000  # per connection; then the client reconnects
 MAX_CLIENT_MEMO = 65_536
 UDP_RCVBUF = 4 * 1024 * 1024
+SWITCH_INTERVAL = 0.001  # seconds: the process's GIL switch interval, at most, once started
 
 COUNTERS = (
     "queries",  # every message received (UDP and TCP)
@@ -312,6 +314,12 @@ class DnsService:
             finally:
                 loop.close()
 
+        # The service's thread shares the GIL with the host process's threads (the decision
+        # log's writer, the supervisor): a thread waiting for the GIL waits up to the switch
+        # interval (5 ms by default) for the holder to let go. 1 ms bounds that wait, at the
+        # price of more frequent switches between busy threads.
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         self._thread = threading.Thread(target=run, name="lessongate-dns", daemon=True)
         self._thread.start()
         if not ready.wait(timeout):

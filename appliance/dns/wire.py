@@ -93,6 +93,7 @@ DO_BIT = 0x8000  # in the OPT record's TTL field
 
 _HEADER = struct.Struct("!HHHHHH")
 _U16 = struct.Struct("!H")
+_ID_FLAGS = struct.Struct("!HH")
 _U32 = struct.Struct("!I")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 
@@ -273,8 +274,43 @@ def read_header(data: bytes) -> tuple[int, int, int, int, int, int] | None:
     return _HEADER.unpack_from(data)
 
 
+# Questions already parsed (the exact bytes, name case included) → (name text, type, class).
+# A question is self-delimiting, so a message that is a header, one of these and nothing else
+# (or a bare OPT record: root owner, rdlength 0) parses exactly as it did the first time.
+_QUESTIONS: dict[bytes, tuple[str, int, int]] = {}
+QUESTION_MEMO = 65_536  # questions remembered; emptied when full
+_BARE_OPT = b"\x00\x00\x29"  # the root owner and type OPT that start a bare OPT record
+_OPT_TAIL = struct.Struct("!HIH")  # class (the UDP size), ttl (DO), rdlength
+
+
 def parse_query(data: bytes) -> Query:
-    """One client query, strictly. Raises :class:`ParseError` (only that) for anything else."""
+    """One client query, strictly. Raises :class:`ParseError` (only that) for anything else.
+
+    The common query (a question seen before, no records or just a bare OPT) takes a fast
+    path: the header, a slice and a dict lookup; anything else the full parse."""
+    if len(data) >= 17:
+        msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+        if qdcount == 1 and not (ancount or nscount or flags & (QR | OPCODE_MASK)):
+            if arcount == 0:
+                known = _QUESTIONS.get(question := data[12:])
+                if known is not None:
+                    return Query(msg_id, flags, *known, question, 0, False)
+            elif arcount == 1 and data[-11:-8] == _BARE_OPT:
+                size, ttl, rdlength = _OPT_TAIL.unpack_from(data, len(data) - 8)
+                if rdlength == 0:
+                    known = _QUESTIONS.get(question := data[12:-11])
+                    if known is not None:
+                        return Query(
+                            msg_id, flags, *known, question, max(size, 1), bool(ttl & DO_BIT)
+                        )
+    query = _parse_query(data)
+    if len(_QUESTIONS) >= QUESTION_MEMO:
+        _QUESTIONS.clear()
+    _QUESTIONS[query.question] = (query.name, query.qtype, query.qclass)
+    return query
+
+
+def _parse_query(data: bytes) -> Query:
     header = read_header(data)
     if header is None:
         raise ParseError("shorter than a header")
@@ -612,12 +648,12 @@ def answer_from(
     authority); TTLs lowered by ``elapsed`` seconds; an OPT record when the query had one.
     Over ``limit`` bytes: a TC answer instead."""
     buf = bytearray(message)
-    flags = _U16.unpack_from(message, 2)[0]
-    flags = QR | RA | (flags & RCODE_MASK) | (query.flags & (RD | CD))
-    struct.pack_into("!HH", buf, 0, query.id, flags)
+    flags = QR | RA | (message[3] & RCODE_MASK) | (query.flags & (RD | CD))
+    _ID_FLAGS.pack_into(buf, 0, query.id, flags)
     question = query.question
-    if same_question(message, question):
-        buf[12 : 12 + len(question)] = question
+    end = 12 + len(question)
+    if message[12:end] != question and same_question(message, question):
+        buf[12:end] = question
     if elapsed > 0:
         for at in ttl_offsets:
             ttl = _U32.unpack_from(buf, at)[0]

@@ -11,6 +11,7 @@ imports this module, and serves the sum on one ``/metrics``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -60,17 +61,59 @@ EXEMPTIONS_ACTIVE = Gauge(
 )
 
 
-_decision_counters: dict[tuple[str, str, str, str, str], Any] = {}
+class _Tally:
+    """Decisions counted for one label set, and how many of them the counter has."""
+
+    __slots__ = ("child", "counted", "flushed")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.counted = 0
+        self.flushed = 0
+
+
+_tallies: dict[tuple[str, str, str, str, str], _Tally] = {}
+# (id(decision), via) → (that decision, its tally): the same Decision object comes back from
+# the decision memo for every repeated query, and an int and a short str hash much faster
+# than the label tuple (Verdict and Reason are enums, whose __hash__ is Python code).
+_by_decision: dict[tuple[int, str], tuple[Decision, _Tally]] = {}
+_BY_DECISION_SIZE = 4_096
+_flushing = threading.Lock()
 
 
 def count_decision(decision: Decision, via: str) -> None:
-    """Count one decision. The labelled child is looked up once per label set: ``labels()``
-    costs microseconds, and this runs for every DNS query."""
+    """Count one decision: a plain int per label set here (this runs for every DNS query,
+    and a Prometheus ``inc()`` costs a lock and, across processes, an mmap write);
+    :func:`flush_decisions` adds the counts to ``lessongate_decisions_total`` (the Recorder
+    calls it several times a second). The label set's series exists from its first decision.
+    Called from the one data-path thread of a process."""
+    known = _by_decision.get((id(decision), via))
+    if known is not None and known[0] is decision:
+        known[1].counted += 1
+        return
     key = (decision.group, decision.verdict, decision.reason, decision.service or "none", via)
-    counter = _decision_counters.get(key)
-    if counter is None:
-        counter = _decision_counters[key] = DECISIONS.labels(*key)
-    counter.inc()
+    tally = _tallies.get(key)
+    if tally is None:
+        tally = _tallies[key] = _Tally(DECISIONS.labels(*key))
+    if len(_by_decision) >= _BY_DECISION_SIZE:
+        _by_decision.clear()
+    _by_decision[(id(decision), via)] = (decision, tally)  # held: its id is not reused
+    tally.counted += 1
+
+
+def flush_decisions(wait: bool = True) -> None:
+    """Add the decisions counted since the last flush to the Prometheus counter. From any
+    thread; with ``wait=False`` it returns at once when another thread is flushing."""
+    if not _flushing.acquire(blocking=wait):
+        return
+    try:
+        for tally in list(_tallies.values()):
+            delta = tally.counted - tally.flushed
+            if delta:
+                tally.flushed += delta
+                tally.child.inc(delta)
+    finally:
+        _flushing.release()
 
 
 def count_reload(ok: bool) -> None:

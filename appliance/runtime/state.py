@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from appliance.config.errors import ConfigError
@@ -20,12 +22,13 @@ from appliance.exemptions.store import ExemptionStore
 from appliance.policy.decide import decide
 from appliance.policy.decision import Decision
 from appliance.policy.facts import Client, Exemption, Facts
-from appliance.runtime.clock import Clock, SystemClock
+from appliance.runtime.clock import Clock, SystemClock, from_us, now_us, to_us
 
 log = logging.getLogger("lessongate.policy")
 
 STORE_FILE = "lessongate.db"
 MEMO_SIZE = 100_000  # decisions remembered per process; emptied when full
+MEMO_CLIENTS = 4_096  # Client objects the memo knows by identity; emptied when full
 RELOAD_REQUEST = "reload-request"  # touched by `lessongate run` on SIGHUP: every process reloads
 
 type Fingerprint = tuple[tuple[str, int, int], ...]
@@ -55,30 +58,65 @@ class PolicyState:
         # period's start or end, midnight, an exemption's start or end): remember them until
         # then. A DNS query for a name asked a moment ago then costs a dict lookup, not a
         # decide() (~8 µs here), which is what lets one core keep up with dnsmasq.
-        self._memo: dict[tuple[Client, str], tuple[Decision, dt.datetime, dt.datetime, int]] = {}
-        self._generation = 0
-        self._stable_until: dt.datetime | None = None
+        self._lock = threading.Lock()  # the slow paths only: a new memo, new facts
+        self._memo = _Memo(self.facts, 0, 0)  # an empty window: the first decide() fills it
+        # The instant (µs since the epoch) of the last decision, and that decision: the
+        # Recorder logs the decision at the instant it was made, without a second clock read.
+        self.last_decision: tuple[Decision, int] | None = None
+        self._clock_read: tuple[Clock | None, Callable[[], int]] = (None, int)
         self.refresh()
 
     def now(self) -> dt.datetime:
         return self.clock.now()
 
+    def now_us(self) -> int:
+        """Now, in whole microseconds since the epoch (cheap: no datetime)."""
+        return self._now_us()
+
+    def _now_us(self) -> int:
+        clock = self.clock
+        if clock is not self._clock_read[0]:  # first use, or a clock swapped in
+            fast = getattr(clock, "now_us", None)
+            self._clock_read = (clock, fast if fast is not None else partial(now_us, clock))
+        return self._clock_read[1]()
+
     def decide(self, client: Client, name: str) -> Decision:
-        """decide() on the current facts, now; remembered while nothing it reads can change."""
-        now = self.clock.now()
-        key = (client, name)
-        hit = self._memo.get(key)
-        if hit is not None and hit[1] <= now < hit[2] and hit[3] == self._generation:
-            return hit[0]
-        generation, facts = self._generation, self.facts
-        decision = decide(facts, client, name, now)
-        until = self._stable_until
-        if until is None or now >= until:
-            until = self._stable_until = _stable_until(facts, now)
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = (decision, now, until, generation)
+        """decide() on the current facts, now; remembered while nothing it reads can change.
+
+        Exact: a remembered decision is only served while now is inside the window it was
+        made in (from the instant the window opened to the next period/exemption edge); a
+        clock outside it (an edge crossed, or set back) opens a new, empty window, and new
+        facts (a reload, an exemption) a new memo altogether.
+        """
+        at = self._now_us()
+        memo = self._memo
+        if not memo.since <= at < memo.until:
+            memo = self._new_window(memo, at)
+        # The same Client object comes back for every query from one address (the DNS
+        # service keeps one per address): find its decisions by identity, which costs an
+        # int hash rather than the dataclass's (and the IP address's) Python-level __hash__.
+        slot = memo.by_id.get(id(client))
+        names = slot[1] if slot is not None and slot[0] is client else memo.names_of(client)
+        decision = names.get(name)
+        if decision is None:
+            decision = decide(memo.facts, client, name, from_us(at))
+            if memo.size >= MEMO_SIZE:
+                memo.clear()
+                names = memo.names_of(client)
+            names[name] = decision
+            memo.size += 1
+        self.last_decision = (decision, at)
         return decision
+
+    def _new_window(self, memo: _Memo, at: int) -> _Memo:
+        """An empty memo for the window that holds ``at`` (on the current facts)."""
+        with self._lock:
+            if self._memo is not memo and self._memo.since <= at < self._memo.until:
+                return self._memo  # new facts came in meanwhile, and their window holds it
+            facts = self.facts
+            fresh = _Memo(facts, at, to_us(_stable_until(facts, from_us(at))))
+            self._memo = fresh
+            return fresh
 
     def refresh(self) -> None:
         """Pick up a changed configuration, new or ended exemptions."""
@@ -120,10 +158,11 @@ class PolicyState:
         self._set_facts(self.config.facts.with_exemptions(current))
 
     def _set_facts(self, facts: Facts) -> None:
-        self.facts = facts
-        self._generation += 1
-        self._stable_until = None
-        self._memo.clear()
+        with self._lock:
+            self.facts = facts
+            # A new memo object, not a cleared one: a decide() running in another thread on
+            # the old facts then stores its decision in the old memo, never in this one.
+            self._memo = _Memo(facts, 0, 0)
 
     def _files(self) -> Fingerprint:
         """What a change of policy looks like: names, mtimes and sizes of the config files."""
@@ -138,6 +177,39 @@ class PolicyState:
                 continue
             out.append((path.name, stat.st_mtime_ns, stat.st_size))
         return tuple(out)
+
+
+class _Memo:
+    """Decisions on ``facts`` in the window [``since``, ``until``) (µs since the epoch), in
+    which no decision changes: per client, name → decision."""
+
+    __slots__ = ("by_client", "by_id", "facts", "since", "size", "until")
+
+    def __init__(self, facts: Facts, since: int, until: int) -> None:
+        self.facts = facts
+        self.since = since
+        self.until = until
+        self.size = 0
+        self.by_client: dict[Client, dict[str, Decision]] = {}
+        # id(client) → (that very object, its names). The object is held, so its id cannot
+        # be reused by another while it is here.
+        self.by_id: dict[int, tuple[Client, dict[str, Decision]]] = {}
+
+    def names_of(self, client: Client) -> dict[str, Decision]:
+        """The client's decisions (by equality: a new Client object for a known address
+        shares them), and its identity noted for the next query."""
+        names = self.by_client.get(client)
+        if names is None:
+            names = self.by_client[client] = {}
+        if len(self.by_id) >= MEMO_CLIENTS:
+            self.by_id.clear()
+        self.by_id[id(client)] = (client, names)
+        return names
+
+    def clear(self) -> None:
+        self.by_client = {}
+        self.by_id = {}
+        self.size = 0
 
 
 def _stable_until(facts: Facts, now: dt.datetime) -> dt.datetime:

@@ -274,9 +274,12 @@ class Supervisor:
         def on_decision(client: Client, decision: Decision, qtype: str) -> None:
             recorder(client, decision, "dns")
 
+        outcomes = {o: self.metrics.DNS_QUERIES.labels(o) for o in ("local", "cache", "upstream")}
+        observe = self.metrics.DNS_LATENCY.observe
+
         def on_latency(seconds: float, outcome: str) -> None:
-            self.metrics.DNS_LATENCY.observe(seconds)
-            self.metrics.DNS_QUERIES.labels(outcome).inc()
+            observe(seconds)
+            outcomes[outcome].inc()
 
         service = DnsService(
             decide=state.decide,

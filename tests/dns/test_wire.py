@@ -513,3 +513,31 @@ def test_same_question() -> None:
     assert not wire.same_question(response("b.example", wire.A), q)
     assert not wire.same_question(response("a.example", wire.AAAA), q)
     assert not wire.same_question(b"\x00" * 12, q)
+
+
+def test_a_question_seen_before_parses_the_same_by_the_fast_path() -> None:
+    opt = struct.pack("!BHHIH", 0, wire.OPT, 4096, wire.DO_BIT, 0)
+    with_option = struct.pack("!BHHIH", 0, wire.OPT, 1232, 0, 6) + b"\x00\x0a\x00\x02ab"
+    for tail, ar in ((b"", 0), (opt, 1), (with_option, 1)):
+        data = header(msg_id=9, ar=ar) + question(b"\x03WwW\x07example\x03org\x00") + tail
+        first = wire.parse_query(data)  # the full parse, which remembers the question
+        assert wire.parse_query(data) == first  # then the fast path, for the same bytes
+        other = header(msg_id=10, flags=wire.RD | wire.CD, ar=ar) + data[12:]
+        assert wire.parse_query(other) == first._replace(id=10, flags=wire.RD | wire.CD)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        header() + question(b"\x01a\x00") + b"x",
+        header(ar=1) + question(b"\x01a\x00"),
+        header(ar=1) + question(b"\x01a\x00") + struct.pack("!BHHIH", 0, wire.OPT, 512, 0, 1),
+        header(ar=2) + question(b"\x01a\x00") + struct.pack("!BHHIH", 0, wire.OPT, 512, 0, 0),
+        header(an=1) + question(b"\x01a\x00"),
+        header(flags=wire.QR) + question(b"\x01a\x00"),
+    ],
+)
+def test_a_question_seen_before_does_not_excuse_the_rest(data: bytes) -> None:
+    wire.parse_query(header() + question(b"\x01a\x00"))  # remembered
+    with pytest.raises(ParseError):
+        wire.parse_query(data)

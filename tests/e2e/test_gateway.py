@@ -117,13 +117,19 @@ def test_killed_workers_fail_closed_and_come_back(gateway: Gateway) -> None:
     failed = gateway.https("student", "example.org")
     assert failed["result"] != "ok", failed  # refused by the gateway, never routed around it
     assert gateway.probe("student", "tcp", WEB, "443")["result"] != "connected"
-    back = gateway.wait_until(
-        lambda: gateway.https("student", "example.org")["result"] == "ok",
+    restarted = gateway.wait_until(
+        lambda: len(set(gateway.workers()) - set(workers)) == 3,
         5,
-        "the supervisor restarts the workers",
+        "the supervisor restarts all three workers",
     )
-    assert back < 5
-    assert set(gateway.workers()).isdisjoint(workers)
+    assert restarted < 5
+    # mitmproxy then takes a few seconds to start listening (longer on a loaded machine).
+    gateway.wait_until(
+        lambda: gateway.https("student", "example.org")["result"] == "ok",
+        20,
+        "allowed traffic flows again",
+    )
+    assert "died (exit -9); students and guests fail closed" in gateway.log.read_text()
 
 
 def test_metrics_on_loopback(gateway: Gateway) -> None:
@@ -152,10 +158,11 @@ def test_a_bad_policy_never_replaces_the_running_one(gateway: Gateway) -> None:
         timetable.write_text(good.replace('end: "09:50"', 'end: "25:00"', 1))
         gateway.process.send_signal(signal.SIGHUP)
         gateway.wait_until(
-            lambda: "policy reload rejected" in gateway.log.read_text(), 5, "the reload is refused"
+            lambda: "lessongate_policy_last_reload_success 0.0" in gateway.metrics(),
+            5,
+            "the supervisor refuses the reload",
         )
         assert 'timetable.yaml:days.monday[1].end: "25:00" is not a time' in gateway.log.read_text()
-        assert "lessongate_policy_last_reload_success 0.0" in gateway.metrics()
         assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
         assert gateway.https("student", "example.org")["result"] == "ok"
     finally:

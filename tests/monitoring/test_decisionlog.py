@@ -12,6 +12,7 @@ from appliance.config.loader import Config
 from appliance.monitoring.decisionlog import DecisionLog, recent, worth_recording
 from appliance.policy.decide import decide
 from appliance.policy.facts import Client
+from appliance.runtime.clock import to_us
 
 LONDON = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=LONDON)
@@ -70,3 +71,46 @@ def test_a_full_queue_drops_and_counts_never_blocks(example: Config, tmp_path: P
     blocker.close()
     log.close()
     assert log.written + log.dropped == 1000
+
+
+def test_record_at_looks_the_device_up_and_formats_the_same(
+    example: Config, tmp_path: Path
+) -> None:
+    log = DecisionLog(tmp_path / "d.db", LONDON)
+    decision = decide(example.facts, STUDENT, "www.instagram.com", NOW)
+    at_us = to_us(NOW) + 123_456  # 2026-11-25T09:00:00.123456Z
+    log.record_at(at_us, STUDENT, decision, "dns", example.facts)
+    log.record(STUDENT, None, decision, "sni", NOW.replace(month=7, microsecond=999_999))
+    log.close()
+    first, second = recent(tmp_path / "d.db")
+    assert (first["at_utc"], first["at_local"]) == (
+        "2026-11-25T09:00:00.123+00:00",
+        "2026-11-25T09:00:00+00:00",
+    )
+    assert (first["device"], first["client"], first["via"]) == (
+        "s12-ipad-01",
+        "10.20.12.101",
+        "dns",
+    )
+    assert (second["at_utc"], second["at_local"]) == (
+        "2026-07-25T08:00:00.999+00:00",  # summer: London is UTC+1
+        "2026-07-25T09:00:00+01:00",
+    )
+    assert second["device"] == ""
+
+
+def test_decision_counts_reach_the_counter_when_flushed(example: Config) -> None:
+    from appliance.monitoring import metrics
+
+    decision = decide(example.facts, STUDENT, "www.tiktok.com", NOW)
+    child = metrics.DECISIONS.labels(
+        decision.group, decision.verdict, decision.reason, decision.service or "none", "test"
+    )
+    before = child._value.get()
+    for _ in range(3):
+        metrics.count_decision(decision, "test")
+    metrics.count_decision(decision._replace(), "test")  # an equal decision, another object
+    metrics.flush_decisions()
+    assert child._value.get() == before + 4
+    metrics.flush_decisions()
+    assert child._value.get() == before + 4

@@ -149,3 +149,27 @@ def test_remembered_decisions_see_an_exemption_start(
     assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
     set_clock(clock_file, "2026-11-25T09:06:00+00:00")
     assert state.decide(STUDENT, "instagram.com").reason is Reason.EXEMPTION
+
+
+def test_remembered_decisions_after_the_clock_is_set_back_still_change_at_edges(
+    school_dir: Path, clock_file: Path
+) -> None:
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
+    set_clock(clock_file, "2026-11-25T10:50:00+00:00")  # break, until 11:10
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_OUTSIDE_LESSONS
+    set_clock(clock_file, "2026-11-25T08:49:59+00:00")  # registration, a second before P1
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_OUTSIDE_LESSONS
+    set_clock(clock_file, "2026-11-25T08:50:00+00:00")  # P1: not the break's window
+    assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
+
+
+def test_equal_clients_share_remembered_decisions_and_new_facts_drop_them(
+    school_dir: Path, clock_file: Path
+) -> None:
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
+    first = state.decide(STUDENT, "instagram.com")
+    again = Client(ipaddress.ip_address("10.20.12.101"))  # another object, the same client
+    assert state.decide(again, "instagram.com") is first
+    assert state.last_decision is not None and state.last_decision[0] is first
+    state._set_facts(state.facts)  # what a reload or an exemption does
+    assert state.decide(STUDENT, "instagram.com") is not first
