@@ -81,10 +81,8 @@ def probe_dns(name: str, server: str, qtype: str, tcp: bool) -> dict[str, Any]:
                 sock.settimeout(TIMEOUT)
                 sock.sendto(query, (server, 53))
                 data = sock.recv(4096)
-    except TimeoutError:
-        return {"result": "timeout"}
     except OSError as error:
-        return {"result": "error", "error": str(error)}
+        return failure(error)
     return {"result": "answered", **dns_answers(data)}
 
 
@@ -96,6 +94,18 @@ def _recv_exactly(conn: socket.socket, count: int) -> bytes:
             raise OSError("connection closed")
         data += chunk
     return data
+
+
+def failure(error: OSError, otherwise: str = "error") -> dict[str, Any]:
+    """What a failed attempt looked like to the client."""
+    for kind, result in (
+        (ConnectionRefusedError, "refused"),
+        (ConnectionResetError, "reset"),
+        (TimeoutError, "timeout"),
+    ):
+        if isinstance(error, kind):
+            return {"result": result}
+    return {"result": otherwise, "error": str(error)}
 
 
 def probe_https(name: str, ip: str, port: int) -> dict[str, Any]:
@@ -114,14 +124,8 @@ def probe_https(name: str, ip: str, port: int) -> dict[str, Any]:
                 data += chunk
             body = data.decode("latin-1").split("\r\n\r\n", 1)[-1]
             return {"result": "ok", "body": body[:2000], "cert": cert.hex()}
-    except ConnectionRefusedError:
-        return {"result": "refused"}
-    except ConnectionResetError:
-        return {"result": "reset"}
-    except TimeoutError:
-        return {"result": "timeout"}
-    except (ssl.SSLError, OSError) as error:
-        return {"result": "closed", "error": str(error)}
+    except OSError as error:  # ssl.SSLError included: the gateway closed it mid-handshake
+        return failure(error, otherwise="closed")
 
 
 def probe_http(name: str, ip: str, port: int) -> dict[str, Any]:
@@ -131,12 +135,8 @@ def probe_http(name: str, ip: str, port: int) -> dict[str, Any]:
             data = b""
             while chunk := conn.recv(65536):
                 data += chunk
-    except ConnectionRefusedError:
-        return {"result": "refused"}
-    except TimeoutError:
-        return {"result": "timeout"}
     except OSError as error:
-        return {"result": "error", "error": str(error)}
+        return failure(error)
     head, _, body = data.decode("utf-8", "replace").partition("\r\n\r\n")
     status = int(head.split(" ", 2)[1]) if head.startswith("HTTP/") else 0
     title = re.search(r"<title>(.*?)</title>", body, re.S)
@@ -153,21 +153,15 @@ def probe_port(kind: str, ip: str, port: int) -> dict[str, Any]:
         try:
             with socket.create_connection((ip, port), TIMEOUT):
                 return {"result": "connected"}
-        except ConnectionRefusedError:
-            return {"result": "refused"}
-        except TimeoutError:
-            return {"result": "timeout"}
         except OSError as error:
-            return {"result": "error", "error": str(error)}
+            return failure(error)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(TIMEOUT)
         sock.sendto(b"lessongate probe", (ip, port))
         try:
             sock.recv(2048)
-        except TimeoutError:
-            return {"result": "timeout"}
         except OSError as error:
-            return {"result": "error", "error": str(error)}
+            return failure(error)
         return {"result": "answered"}
 
 
