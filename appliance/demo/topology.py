@@ -138,7 +138,10 @@ class SchoolNet:
             for name in self.namespaces:
                 netns.create(name)
             self._wire()
-            self.run(self.gw, ["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+            # Set in every namespace, not inherited: a new namespace may copy the host's value.
+            for name in self.namespaces:
+                forward = "1" if name == self.gw else "0"
+                self.run(name, ["sysctl", "-qw", f"net.ipv4.ip_forward={forward}"], check=True)
         except BaseException:
             self.destroy()
             raise

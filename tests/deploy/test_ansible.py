@@ -295,12 +295,15 @@ def applied() -> Iterator[Tree]:
         tree.mount_api()
         timed("tree ready (cached base + overlay)", start)
         repo = repo_snapshot(work / "repo")
+        host_forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
         inventory = work / "inventory.yml"
         inventory.write_text(INVENTORY.format(root=tree.root, repo=repo, dist=CACHE / "dist"))
         first = play(inventory, "site.yml, first apply")
         assert first.get("failed", 0) == 0
         second = play(inventory, "site.yml, second apply (idempotence)")
         assert second.get("changed") == 0, f"rerun changed something: {second}"
+        # The chroot shares the host's kernel: the play must not have changed it.
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_forwarding
         tree.unmount_api()
         timed("applied twice", start)
         yield tree
