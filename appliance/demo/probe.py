@@ -74,8 +74,8 @@ def probe_dns(name: str, server: str, qtype: str, tcp: bool) -> dict[str, Any]:
         if tcp:
             with socket.create_connection((server, 53), TIMEOUT) as conn:
                 conn.sendall(struct.pack("!H", len(query)) + query)
-                length = struct.unpack("!H", _recv_exactly(conn, 2))[0]
-                data = _recv_exactly(conn, length)
+                length = struct.unpack("!H", recv_exactly(conn, 2))[0]
+                data = recv_exactly(conn, length)
         else:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(TIMEOUT)
@@ -86,12 +86,12 @@ def probe_dns(name: str, server: str, qtype: str, tcp: bool) -> dict[str, Any]:
     return {"result": "answered", **dns_answers(data)}
 
 
-def _recv_exactly(conn: socket.socket, count: int) -> bytes:
+def recv_exactly(conn: socket.socket, count: int) -> bytes:
     data = b""
     while len(data) < count:
         chunk = conn.recv(count - len(data))
         if not chunk:
-            raise OSError("connection closed")
+            raise ConnectionError("connection closed")
         data += chunk
     return data
 

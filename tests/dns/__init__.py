@@ -22,6 +22,7 @@ from scapy.layers.dns import DNS, DNSQR
 
 from appliance.config.gateway import BlockedAnswer, Endpoint
 from appliance.config.loader import Config
+from appliance.demo.probe import recv_exactly
 from appliance.dns import wire
 from appliance.dns.cache import DnsCache
 from appliance.dns.server import DnsService
@@ -288,19 +289,9 @@ def ask_tcp(port: int, *queries: bytes) -> list[bytes]:
         sock.sendall(b"".join(struct.pack("!H", len(q)) + q for q in queries))
         answers = []
         for _ in queries:
-            (length,) = struct.unpack("!H", _read(sock, 2))
-            answers.append(_read(sock, length))
+            (length,) = struct.unpack("!H", recv_exactly(sock, 2))
+            answers.append(recv_exactly(sock, length))
         return answers
-
-
-def _read(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("closed early")
-        data += chunk
-    return data
 
 
 def addresses(reply: DNS) -> list[str]:

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -28,56 +27,48 @@ OTHER_TABLE = (
 )
 
 
-@pytest.fixture
-def ns() -> Iterator[str]:
-    name = f"lgt{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
-def test_apply_show_flush(example: Config, ns: str) -> None:
-    assert not nft.exists(ns)
-    assert nft.show(ns) == ""
-    nft.apply(ruleset(example), ns)
-    assert nft.exists(ns)
-    live = nft.show(ns)
+def test_apply_show_flush(example: Config, scratch_netns: str) -> None:
+    assert not nft.exists(scratch_netns)
+    assert nft.show(scratch_netns) == ""
+    nft.apply(ruleset(example), scratch_netns)
+    assert nft.exists(scratch_netns)
+    live = nft.show(scratch_netns)
     assert live.startswith("table inet lessongate {")
     assert "redirect to :8080" in live
     assert 'counter name "drop_forward_students" drop' in live
     assert "1.1.1.1" in live
-    nft.flush(ns)
-    assert not nft.exists(ns)
-    nft.flush(ns)  # absent: still fine
+    nft.flush(scratch_netns)
+    assert not nft.exists(scratch_netns)
+    nft.flush(scratch_netns)  # absent: still fine
 
 
-def test_apply_twice_is_the_same_and_leaves_other_tables(example: Config, ns: str) -> None:
-    nft.apply(OTHER_TABLE, ns)
-    nft.apply(ruleset(example), ns)
-    first = nft.show(ns)
-    nft.apply(ruleset(example), ns)
-    assert nft.show(ns) == first
-    listing = nft.command(["list", "tables"], ns)
+def test_apply_twice_is_the_same_and_leaves_other_tables(
+    example: Config, scratch_netns: str
+) -> None:
+    nft.apply(OTHER_TABLE, scratch_netns)
+    nft.apply(ruleset(example), scratch_netns)
+    first = nft.show(scratch_netns)
+    nft.apply(ruleset(example), scratch_netns)
+    assert nft.show(scratch_netns) == first
+    listing = nft.command(["list", "tables"], scratch_netns)
     tables = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
     assert tables.split("\n") == ["table inet theirs", "table inet lessongate", ""]
-    nft.flush(ns)
+    nft.flush(scratch_netns)
     tables = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
     assert tables == "table inet theirs\n"
 
 
-def test_a_failed_apply_changes_nothing_and_says_why(example: Config, ns: str) -> None:
-    nft.apply(ruleset(example), ns)
-    before = nft.show(ns)
+def test_a_failed_apply_changes_nothing_and_says_why(example: Config, scratch_netns: str) -> None:
+    nft.apply(ruleset(example), scratch_netns)
+    before = nft.show(scratch_netns)
     broken = ruleset(example).replace("10.20.0.0/16,", "10.20.0.300/16,")
     with pytest.raises(nft.NftError, match=r"10\.20\.0\.300") as caught:
-        nft.apply(broken, ns)
+        nft.apply(broken, scratch_netns)
     assert "Error" in caught.value.stderr
     assert caught.value.returncode == 1
-    assert nft.show(ns) == before
+    assert nft.show(scratch_netns) == before
     with pytest.raises(nft.NftError, match="Error"):
-        nft.check(broken, ns)
+        nft.check(broken, scratch_netns)
 
 
 def test_unknown_namespace_is_a_clear_error() -> None:
@@ -86,10 +77,10 @@ def test_unknown_namespace_is_a_clear_error() -> None:
         nft.apply("table inet lessongate {}\n", missing)
 
 
-def test_counters(example: Config, ns: str) -> None:
-    assert nft.counters(ns) == {}
-    nft.apply(ruleset(example), ns)
-    found = nft.counters(ns)
+def test_counters(example: Config, scratch_netns: str) -> None:
+    assert nft.counters(scratch_netns) == {}
+    nft.apply(ruleset(example), scratch_netns)
+    found = nft.counters(scratch_netns)
     assert found["drop_forward_students"] == (0, 0)
     assert len(found) == 11
     assert list(found) == sorted(found)
@@ -123,29 +114,35 @@ def firewall(*args: str) -> int:
     return int(parsed.run(parsed))
 
 
-def test_cli_show_apply_flush(ns: str, capsys: pytest.CaptureFixture[str]) -> None:
-    config = ["--config", str(EXAMPLE), "--netns", ns]
+def test_cli_show_apply_flush(scratch_netns: str, capsys: pytest.CaptureFixture[str]) -> None:
+    config = ["--config", str(EXAMPLE), "--netns", scratch_netns]
     assert firewall("show", *config) == 0
     shown = capsys.readouterr().out
     assert shown.startswith("# LessonGate firewall for example-school")
 
     assert firewall("apply", *config, "--dry-run") == 0
     assert capsys.readouterr().out == shown
-    assert not nft.exists(ns)
+    assert not nft.exists(scratch_netns)
 
     assert firewall("apply", *config) == 0
-    assert capsys.readouterr().out == f"applied table inet lessongate in network namespace {ns}\n"
+    assert (
+        capsys.readouterr().out
+        == f"applied table inet lessongate in network namespace {scratch_netns}\n"
+    )
     assert firewall("show", *config, "--live") == 0
     out = capsys.readouterr().out
     assert out.startswith(shown)
     assert "# --- live: nft list table inet lessongate ---\ntable inet lessongate {" in out
 
-    assert firewall("counters", "--netns", ns, "--json") == 0
+    assert firewall("counters", "--netns", scratch_netns, "--json") == 0
     assert json.loads(capsys.readouterr().out)["drop_dot_staff"] == {"packets": 0, "bytes": 0}
 
-    assert firewall("flush", "--netns", ns) == 0
-    assert capsys.readouterr().out == f"removed table inet lessongate in network namespace {ns}\n"
-    assert not nft.exists(ns)
+    assert firewall("flush", "--netns", scratch_netns) == 0
+    assert (
+        capsys.readouterr().out
+        == f"removed table inet lessongate in network namespace {scratch_netns}\n"
+    )
+    assert not nft.exists(scratch_netns)
 
 
 def test_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:

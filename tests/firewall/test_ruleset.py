@@ -6,10 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
-import secrets
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +41,6 @@ def rules(script: str) -> list[str]:
     """The script's statements, comments and blank lines dropped, whitespace collapsed."""
     lines = (re.sub(r"\s+", " ", line.split("#", 1)[0]).strip() for line in script.splitlines())
     return [line for line in lines if line]
-
-
-@pytest.fixture
-def scratch_netns() -> Iterator[str]:
-    name = f"lgt{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 # -- golden: the rules that matter ---------------------------------------------------------------
