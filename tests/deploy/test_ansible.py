@@ -465,7 +465,7 @@ def test_boots_with_nspawn_and_serves_metrics(applied: Tree) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             body = nsenter(init, "/usr/bin/python3", "-c", METRICS).stdout
-            if "lessongate_component_up" in body:
+            if 'lessongate_component_up{component="dns"} 1.0' in body:  # DNS starts last
                 break
             time.sleep(1)
         assert 'lessongate_component_up{component="dns"} 1.0' in body, body[-3000:]
