@@ -89,7 +89,7 @@ def mitmdump() -> str:
     return found
 
 
-def worker_argv(options: Options, state: PolicyState, mode: str, state_dir: Path) -> list[str]:
+def worker_argv(options: Options, mode: str, state_dir: Path) -> list[str]:
     argv = [
         mitmdump(),
         "--quiet",
@@ -116,7 +116,7 @@ def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[
         Worker(
             f"proxy-{i}",
             "proxy",
-            worker_argv(options, state, f"transparent@{gateway.transparent_port + i}", state_dir),
+            worker_argv(options, f"transparent@{gateway.transparent_port + i}", state_dir),
         )
         for i in range(count)
     ]
@@ -124,7 +124,7 @@ def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[
         Worker(
             "explicit-proxy",
             "explicit-proxy",
-            worker_argv(options, state, f"regular@{gateway.explicit_port}", state_dir),
+            worker_argv(options, f"regular@{gateway.explicit_port}", state_dir),
         )
     )
     return workers
