@@ -9,7 +9,6 @@ only inside them).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -163,7 +162,3 @@ def _lesson_time(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if running.clock.read_text() != LESSON:
         running.set_clock(LESSON)
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
