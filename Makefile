@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXAMPLE := schedules/example-school
 # Debian packages the tests and the demo use (installed when missing and run as root).
-DEB_PACKAGES := python3-venv nftables dnsmasq-base iproute2 procps debootstrap systemd-container
+DEB_PACKAGES := python3-venv nftables dnsmasq-base iproute2 procps debootstrap systemd-container \
+	chromium prometheus
 BENCH_PACKAGES := dnsmasq-base dnsperf
 # The newest Python >= 3.12 on this machine (.python-version makes pyenv pick 3.13).
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
