@@ -31,6 +31,7 @@ from appliance.lists.services import (
     ServiceIndex,
     bundled_text,
 )
+from appliance.policy.decision import Reason
 from appliance.policy.facts import (
     ClientNetwork,
     Device,
@@ -93,6 +94,9 @@ class School:
     timezone: str
     policy_document: str
     policy_version: str
+    # The policy document's clause behind each reason a decision can give (e.g. "3.2"), so the
+    # block page and the report can cite it; reasons not listed cite the document only.
+    policy_clauses: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,10 @@ class _Loader:
         )
         policy = (
             check.mapping(
-                top.get("policy", {}), "policy", required=("document", "version", "staff")
+                top.get("policy", {}),
+                "policy",
+                required=("document", "version", "staff"),
+                optional=("clauses",),
             )
             or {}
         )
@@ -225,7 +232,9 @@ class _Loader:
             check.error("policy.version", f'{show(version)} must be text, e.g. "4.0" (quoted)')
         staff = check.choice(policy.get("staff"), "policy.staff", [str(r) for r in StaffRule])
         if school_id and name and zone and document and isinstance(version, str) and version:
-            school = School(school_id, name, zone, document, version)
+            school = School(
+                school_id, name, zone, document, version, _clauses(check, policy.get("clauses"))
+            )
 
         networks: list[ClientNetwork] = []
         network_docs = check.sequence(top.get("networks", []), "networks", allow_empty=False)
@@ -615,6 +624,19 @@ class _Loader:
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+
+def _clauses(check: Checker, doc: Any) -> Mapping[str, str]:
+    """``policy.clauses``: reason code → the clause of the policy document it puts in force."""
+    if doc is None:
+        return {}
+    entries = check.mapping(doc, "policy.clauses", optional=[str(r) for r in Reason]) or {}
+    clauses = {}
+    for reason, text in entries.items():
+        clause = check.text(text, child("policy.clauses", reason))
+        if clause is not None:
+            clauses[reason] = clause
+    return clauses
 
 
 def _term(check: Checker, item: Any, path: str) -> Term | None:

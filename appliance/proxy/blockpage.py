@@ -97,10 +97,13 @@ def render(
     else:
         ask = "If you think this is a mistake, tell a member of staff."
     period = f" ({decision.period})" if decision.period else ""
+    policy = f"{school.policy_document}, version {school.policy_version}"
+    clause = school.policy_clauses.get(decision.reason)
+    rule = f"{policy}, clause {clause}" if clause else policy
     rows = [
         ("Site", decision.name),
         ("Service", what if what != decision.name else "-"),
-        ("Rule", f"{school.policy_document}, version {school.policy_version}"),
+        ("Rule", rule),
         ("Reason code", str(decision.reason)),
         ("Time", local.strftime("%A %d %B %Y, %H:%M") + period),
         ("Your device", client_address),
@@ -115,8 +118,7 @@ def render(
         f"<style>{CSS}</style></head><body><main>"
         f"<h1>{e(what)} is blocked on the {e(school.name)} network</h1>"
         f'<div class="card"><h2>Why</h2><p>{e(why)}</p>'
-        f"<p>This is part of the school's {e(school.policy_document)} "
-        f"(version {e(school.policy_version)}).</p></div>"
+        f"<p>This is part of the school's {e(rule)}.</p></div>"
         f'<div class="card"><h2>What you can do</h2><p>{e(ask)}</p></div>'
         f'<div class="card"><h2>Details</h2><dl>{details}</dl></div>'
         f"<footer><p>{e(school.name)} - LessonGate. This page loads nothing else and "

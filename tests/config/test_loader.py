@@ -15,6 +15,7 @@ import pytest
 from appliance.cli.main import main
 from appliance.config.errors import ConfigError, ConfigIssue
 from appliance.config.loader import load
+from appliance.policy.decision import Reason
 
 SCHOOL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 
@@ -229,6 +230,19 @@ BROKEN = [
         change(SCHOOL, "staff: lesson-time", "staff: always"),
         ['school.yaml:policy.staff: "always" is not one of: lesson-time, teaching-periods'],
         id="unknown-staff-rule",
+    ),
+    pytest.param(
+        change(SCHOOL, "    bypass: ", "    vpn: "),
+        [
+            "school.yaml:policy.clauses.vpn: unknown key; allowed: "
+            + ", ".join(sorted(str(r) for r in Reason))
+        ],
+        id="clause-for-no-reason",
+    ),
+    pytest.param(
+        change(SCHOOL, '"3.3 Parents, carers and visitors"', '""'),
+        ['school.yaml:policy.clauses.guest-always: "" must be non-empty text'],
+        id="empty-clause",
     ),
 ]
 

@@ -65,7 +65,7 @@ def test_says_what_why_and_how_to_ask(example: Config) -> None:
         "Students may not use social media on the school network unless a teacher allows "
         "it for a lesson." in html
     )
-    assert "Social Media Policy, version 4.0" in html
+    assert "Social Media Policy, version 4.0, clause 3.1 Students and social media" in html
     assert "ask your teacher" in html and "LessonGate page" in html
     assert "Wednesday 25 November 2026, 09:05 (P1)" in html  # Europe/London = UTC in November
     assert "10.20.12.101" in html and "www.instagram.com" in html
