@@ -158,8 +158,10 @@ class DnsService:
         max_tcp_clients: int = 256,
         on_latency: LatencyHook | None = None,
         reuse_port: bool = False,
+        mac_for: Callable[[Address], str] | None = None,
     ) -> None:
         self._decide = decide
+        self._mac_for = mac_for
         self.upstreams = tuple(upstreams)
         self.blocked_answer = BlockedAnswer(blocked_answer)
         self._router_for = router_for
@@ -442,11 +444,16 @@ class DnsService:
         address = ipaddress.ip_address(host.partition("%")[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        client = Client(address)
+        client = Client(address, self._mac_for(address) if self._mac_for else "")
         if len(self._clients) >= MAX_CLIENT_MEMO:
             self._clients.clear()
         self._clients[host] = client
         return client
+
+    def forget_clients(self) -> None:
+        """Build every client afresh from its next query (the neighbour table changed: an
+        address may now belong to another device). Safe from any thread: one dict clear."""
+        self._clients.clear()
 
     def _reply(
         self,

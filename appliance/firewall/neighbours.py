@@ -7,10 +7,10 @@ recently, or whose resolution failed, is unknown and yields "".
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,24 +64,56 @@ def _ipr(netns: str | None) -> Any:
 class NeighbourCache:
     """The neighbour table as the data path asks it: re-read at most every ``refresh``
     seconds (one netlink dump), so a lookup per query is a dict get. A failed read keeps the
-    last table: a MAC is a hint for the device registry, never a reason to stop answering."""
+    last table: a MAC is a hint for the device registry, never a reason to stop answering.
+
+    ``generation`` goes up whenever a read finds a different table, so whoever keeps
+    ``Client`` objects (the DNS service's memo) knows when to forget them: an address handed
+    to another device by DHCP must not keep the first device's identity.
+
+    The read runs on a thread of its own (``run``): the callers are event loops, which must
+    never wait on netlink, and pyroute2's synchronous API cannot run inside a running loop.
+    Until the first read lands every MAC is unknown ("").
+    """
 
     def __init__(
         self,
         refresh: float = 5.0,
         read: Callable[[], dict[Address, str]] = neighbours,
         clock: Callable[[], float] = time.monotonic,
+        run: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.refresh = refresh
         self._read = read
         self._clock = clock
+        self._run = run or _on_a_thread
         self._table: dict[Address, str] = {}
         self._next = 0.0
+        self._reading = threading.Lock()
+        self.generation = 0
 
     def mac_for(self, address: Address) -> str:
-        now = self._clock()
-        if now >= self._next:
-            self._next = now + self.refresh
-            with contextlib.suppress(OSError):
-                self._table = self._read()
+        self.poll()
         return self._table.get(address, "")
+
+    def poll(self) -> int:
+        """Start a re-read of the table when one is due; the generation (as of now)."""
+        now = self._clock()
+        if now >= self._next and self._reading.acquire(blocking=False):
+            self._next = now + self.refresh
+            self._run(self._reread)
+        return self.generation
+
+    def _reread(self) -> None:
+        try:
+            table = self._read()
+            if table != self._table:
+                self._table = table  # one reference swap: readers see the old or the new
+                self.generation += 1
+        except OSError:
+            pass
+        finally:
+            self._reading.release()
+
+
+def _on_a_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="neighbours", daemon=True).start()

@@ -34,6 +34,7 @@ from mitmproxy.proxy import server_hooks
 
 from appliance.config.errors import ConfigError
 from appliance.config.gateway import NoSni
+from appliance.firewall.neighbours import NeighbourCache
 from appliance.monitoring.recorder import Recorder
 from appliance.policy.decision import Decision, Reason, Verdict
 from appliance.policy.facts import Address, Client, Group
@@ -65,6 +66,8 @@ class LessonGate:
         self.recorder: Recorder | None = None
         self.role = "transparent"
         self.on_decision: DecisionHook = _ignore_decision
+        # A client's MAC (for the device registry) from this namespace's neighbour table.
+        self.mac_for: Callable[[Address], str] = NeighbourCache().mac_for
         self._refresher: asyncio.Task[None] | None = None
         # Server connections a blocking decision was taken for, by id → why (defence in depth
         # for server_connect); forgotten when their client disconnects.
@@ -183,7 +186,7 @@ class LessonGate:
     # -- HTTPS: the ClientHello ---------------------------------------------------------------
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        client = client_of(data.context.client)
+        client = client_of(data.context.client, self.mac_for)
         decision = self.decide_tls(client, data)
         self.on_decision(client, decision, "sni")
         data.ignore_connection = True  # never decrypted: allowed is raw passthrough ...
@@ -215,7 +218,7 @@ class LessonGate:
         name = flow.request.host
         if not is_name(name):
             return
-        client = client_of(flow.client_conn)
+        client = client_of(flow.client_conn, self.mac_for)
         decision = self._decide_names(client, [name])
         self.on_decision(client, decision, "connect")
         if not decision.allowed:
@@ -228,7 +231,7 @@ class LessonGate:
         if (response := self.pac_response(flow)) is not None:
             flow.response = response
             return
-        client = client_of(flow.client_conn)
+        client = client_of(flow.client_conn, self.mac_for)
         decision = self._decide_names(client, [host_header_name(flow), named(flow.request.host)])
         self.on_decision(client, decision, "http")
         if not decision.allowed:
@@ -332,16 +335,17 @@ def options_error(message: str) -> exceptions.OptionsError:
     return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
 
 
-def client_of(conn: connection.Client) -> Client:
+def client_of(conn: connection.Client, mac_for: Callable[[Address], str] | None = None) -> Client:
     """The policy's client for a mitmproxy client connection (IPv4-mapped addresses unwrapped;
-    an unreadable address is in no network, so blocked like a student's)."""
+    an unreadable address is in no network, so blocked like a student's), with its MAC when
+    ``mac_for`` knows it."""
     address: Address = UNKNOWN_CLIENT
     if conn.peername:
         with contextlib.suppress(ValueError):
             address = ipaddress.ip_address(str(conn.peername[0]).split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return Client(address)
+    return Client(address, mac_for(address) if mac_for else "")
 
 
 def is_name(host: str) -> bool:

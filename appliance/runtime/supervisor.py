@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler
 
+from appliance.firewall.neighbours import NeighbourCache
 from appliance.policy.decision import Decision
 from appliance.policy.facts import Address, Client
 from appliance.runtime.clock import clock_for
@@ -179,6 +180,9 @@ class Supervisor:
         # keep them out of the garbage collector's generations, so collections stay short.
         gc.freeze()
         self.recorder = Recorder(state, self.state_dir)
+        # MACs for the device registry, read in this (the gateway's) network namespace.
+        self.neighbours = NeighbourCache()
+        self.neighbour_generation = 0
         metrics.POLICY_RELOAD_OK.set(1)
         serve_metrics(self.metrics_socket)
         if self.options.firewall:
@@ -186,7 +190,7 @@ class Supervisor:
         self.workers = plan_workers(self.options, state, self.state_dir)
         for worker in self.workers:
             self.start(worker)
-        dns = self.start_dns(state)
+        dns = self.dns = self.start_dns(state)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -213,6 +217,9 @@ class Supervisor:
             self.reload_requested = False
             (self.state_dir / RELOAD_REQUEST).touch()
         self.state.refresh()
+        if self.neighbours.poll() != self.neighbour_generation:
+            self.neighbour_generation = self.neighbours.generation
+            self.dns.forget_clients()
         now = self.state.now()
         self.metrics.EXEMPTIONS_ACTIVE.set(
             sum(1 for e in self.state.facts.exemptions if e.active(now))
@@ -289,6 +296,7 @@ class Supervisor:
             on_decision=on_decision,
             port=gateway.dns_port,
             on_latency=on_latency,
+            mac_for=self.neighbours.mac_for,
         )
         service.start()
         self.metrics.COMPONENT_UP.labels("dns").set(1)

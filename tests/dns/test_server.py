@@ -412,3 +412,24 @@ def test_ipv4_mapped_clients_are_decided_as_ipv4(example: Config) -> None:
     )
     service.answer(query_bytes("www.instagram.com"), "::ffff:10.30.1.1")
     assert [str(a) for a in seen] == ["10.30.1.1"]
+
+
+def test_clients_carry_their_mac_until_forgotten(example: Config) -> None:
+    """The device registry knows 9X2's tablet by MAC: the DNS service asks the neighbour
+    table once per client, and again after ``forget_clients`` (the table changed)."""
+    macs = {"10.20.99.7": "02:00:00:20:0c:01"}
+    seen = []
+    service = DnsService(
+        school_decide(example),
+        [],
+        BlockedAnswer.NXDOMAIN,
+        lambda a: None,
+        lambda client, decision, qtype: seen.append(client.mac),
+        mac_for=lambda address: macs.get(str(address), ""),
+    )
+    service.answer(query_bytes("www.instagram.com"), "10.20.99.7")
+    macs["10.20.99.7"] = "02:00:00:20:0c:02"
+    service.answer(query_bytes("www.instagram.com"), "10.20.99.7")
+    service.forget_clients()
+    service.answer(query_bytes("www.instagram.com"), "10.20.99.7")
+    assert seen == ["02:00:00:20:0c:01", "02:00:00:20:0c:01", "02:00:00:20:0c:02"]
