@@ -1,0 +1,1 @@
+"""Safeguarding alerts: rules over the decision log, an outbox, and delivery by email/webhook."""
