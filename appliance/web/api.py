@@ -1,0 +1,229 @@
+"""The JSON API (``/api/v1``): the page's rules for scripts and other checks.
+
+Same session cookie as the page. Unauthenticated → 401, a role that may not → 403, bad input
+→ 422 ``{"error", "field", "reason"}``. Requests that change something must carry a JSON body
+(``Content-Type: application/json``, which a cross-site HTML form cannot send and a cross-site
+script cannot send without a CORS preflight this server never grants) and must not come from
+another site by the browser's own ``Sec-Fetch-Site``/``Origin`` headers; with the
+``SameSite=Strict`` cookie that is the API's CSRF protection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from appliance.accounts.store import SignInRefused
+from appliance.policy.facts import Exemption
+from appliance.web.desk import Desk, Forbidden, NotFound, Visitor
+from appliance.web.http import clear_session_cookie, client_address, cross_site, set_session_cookie
+from appliance.web.rules import Refused, parse_request
+from appliance.web.sessions import COOKIE
+
+MAX_BODY = 16_384
+
+
+def routes(desk: Desk) -> list[BaseRoute]:
+    api = Api(desk)
+    return [
+        Route("/api/v1/session", api.sign_in, methods=["POST"]),
+        Route("/api/v1/session", api.sign_out, methods=["DELETE"]),
+        Route("/api/v1/me", api.me, methods=["GET"]),
+        Route("/api/v1/exemptions", api.list_exemptions, methods=["GET"]),
+        Route("/api/v1/exemptions", api.create_exemption, methods=["POST"]),
+        Route("/api/v1/exemptions/{ident}", api.end_exemption, methods=["DELETE"]),
+        Route("/api/{rest:path}", api.not_found),
+    ]
+
+
+def error(status: int, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def refused(refusal: Refused) -> JSONResponse:
+    return error(
+        422, f"{refusal.field}: {refusal.reason}", field=refusal.field, reason=refusal.reason
+    )
+
+
+def exemption_json(exemption: Exemption, zone: dt.tzinfo) -> dict[str, str]:
+    """The API's form of an exemption; times in the school's zone, with their offset, to the
+    second (as the store keeps them)."""
+    return {
+        "id": exemption.id,
+        "service": exemption.service,
+        "category": exemption.category,
+        "scope": str(exemption.scope),
+        "scope_value": exemption.scope_value,
+        "start": exemption.start.astimezone(zone).isoformat(timespec="seconds"),
+        "end": exemption.end.astimezone(zone).isoformat(timespec="seconds"),
+        "created_by": exemption.created_by,
+        "reason": exemption.reason,
+        "kind": str(exemption.kind),
+    }
+
+
+class Api:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _visitor(self, request: Request) -> Visitor | None:
+        visitor, _ = self.desk.visitor(request.cookies.get(COOKIE, ""), client_address(request))
+        return visitor
+
+    async def _body(self, request: Request) -> Any:
+        """The JSON body of a request that changes something, or :class:`Refused`."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise Refused("body", "must be JSON (Content-Type: application/json)")
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise Refused("body", f"is too large (at most {MAX_BODY} bytes)")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as problem:
+            raise Refused("body", f"is not valid JSON: {problem}") from problem
+
+    def _cross_site(self, request: Request, visitor: Visitor | None) -> JSONResponse | None:
+        if not cross_site(request):
+            return None
+        if visitor is not None:
+            self.desk.forbidden(visitor, f"cross-site {request.method} {request.url.path}")
+        return error(403, "cross-site request refused")
+
+    # -- routes --------------------------------------------------------------------------------
+
+    async def sign_in(self, request: Request) -> Response:
+        denied = self._cross_site(request, None)
+        if denied:
+            return denied
+        try:
+            body = await self._body(request)
+            if not isinstance(body, dict):
+                raise Refused("body", "must be a JSON object")
+            fields = {}
+            for key in ("name", "password"):
+                value = body.get(key)
+                if not isinstance(value, str) or not value:
+                    raise Refused(key, "is required (text)")
+                fields[key] = value
+        except Refused as refusal:
+            return refused(refusal)
+        try:
+            token, session = await run_in_threadpool(
+                self.desk.sign_in, fields["name"], fields["password"], client_address(request)
+            )
+        except SignInRefused as refusal:
+            if refusal.locked_until is None:
+                return error(401, str(refusal))
+            wait = max(1, int((refusal.locked_until - self.desk.now()).total_seconds()))
+            response = error(429, str(refusal))
+            response.headers["retry-after"] = str(wait)
+            return response
+        person = session.person
+        response = JSONResponse(
+            {
+                "user": person.name,
+                "role": person.role,
+                "teacher": person.teacher,
+                "display_name": person.display_name,
+            }
+        )
+        set_session_cookie(response, self.desk, token)
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        denied = self._cross_site(request, visitor)
+        if denied:
+            return denied
+        self.desk.sign_out(visitor)
+        response = JSONResponse({"signed_out": True})
+        clear_session_cookie(response, self.desk)
+        return response
+
+    async def me(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        person = visitor.person
+        allowed = self.desk.choices(visitor)
+        zone = self.desk.facts().timetable.zone
+        lesson = allowed.lesson
+        return JSONResponse(
+            {
+                "user": person.name,
+                "role": person.role,
+                "teacher": person.teacher,
+                "display_name": person.display_name,
+                "lesson": {
+                    "period": lesson.period,
+                    "room": lesson.room,
+                    "class": lesson.klass,
+                    "end": allowed.ends.astimezone(zone).isoformat() if allowed.ends else None,
+                }
+                if lesson
+                else None,
+            }
+        )
+
+    async def list_exemptions(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        zone = self.desk.facts().timetable.zone
+        return JSONResponse(
+            {"exemptions": [exemption_json(e, zone) for e in self.desk.exemptions(visitor)]}
+        )
+
+    async def create_exemption(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        denied = self._cross_site(request, visitor)
+        if denied:
+            return denied
+        try:
+            self.desk.may_allow(visitor)  # the role first: a wrong role learns nothing more
+            wanted = parse_request(await self._body(request))
+            granted = self.desk.allow(visitor, wanted)
+        except Forbidden as forbidden:
+            return error(403, str(forbidden))
+        except Refused as refusal:
+            return refused(refusal)
+        zone = self.desk.facts().timetable.zone
+        return JSONResponse(
+            {**exemption_json(granted.exemption, zone), "merged": granted.merged},
+            status_code=200 if granted.merged else 201,
+        )
+
+    async def end_exemption(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        denied = self._cross_site(request, visitor)
+        if denied:
+            return denied
+        try:
+            ended = self.desk.end(visitor, request.path_params["ident"])
+        except Forbidden as forbidden:
+            return error(403, str(forbidden))
+        except NotFound as missing:
+            return error(404, str(missing))
+        zone = self.desk.facts().timetable.zone
+        return JSONResponse(
+            {**exemption_json(ended, zone), "end": self.desk.now().astimezone(zone).isoformat()}
+        )
+
+    async def not_found(self, request: Request) -> Response:
+        return error(404, f"no such API path: {request.url.path}")

@@ -1,0 +1,523 @@
+"""The teachers' page: server-rendered HTML forms, no JavaScript.
+
+Every form carries the session's CSRF token in a hidden field, checked on every POST; the
+sign-in form, which comes before any session, uses a double-submit cookie instead. A POST that
+succeeds redirects (303) to the page, with a message for it kept in the session; one that is
+refused shows the page again at once, with the reason and what was typed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from appliance.accounts.roles import (
+    AUDIT_READERS,
+    INVESTIGATION_APPROVERS,
+    INVESTIGATION_READERS,
+    INVESTIGATION_STARTERS,
+    Role,
+)
+from appliance.accounts.store import SignInRefused
+from appliance.exemptions.investigation import (
+    DEFAULT_MINUTES,
+    MAX_MINUTES,
+    Investigation,
+    InvestigationRefused,
+    Status,
+)
+from appliance.exemptions.request import ExemptionRefused, lesson_end
+from appliance.policy.facts import Exemption, Facts, ScopeKind
+from appliance.web.desk import Desk, Forbidden, NotFound, Visitor
+from appliance.web.http import clear_session_cookie, client_address, set_session_cookie
+from appliance.web.rules import EXEMPTERS, Refused, exemptible, parse_request
+from appliance.web.sessions import COOKIE, Ended
+
+TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
+SIGN_IN_COOKIE = "lessongate_sign_in"  # the sign-in form's double-submit CSRF token
+NOTICES = {  # ?why= on the sign-in page: fixed texts, never echoed from the URL
+    "expired": "Your session has expired. Please sign in again.",
+    "signed-out": "You have signed out.",
+}
+LABELS = {
+    "service": "Service",
+    "category": "Service",
+    "scope": "Where",
+    "scope_value": "Where",
+    "reason": "Reason",
+    "minutes": "Until",
+    "until": "Until",
+    "body": "Form",
+}
+CSRF_FAILED = (
+    "This form was out of date or altered, so nothing was changed (security check). "
+    "Please try again."
+)
+MINUTES = (10, 20, 30, 45, 60)
+
+
+def routes(desk: Desk) -> list[BaseRoute]:
+    pages = Pages(desk)
+    return [
+        Route("/", pages.home, methods=["GET"]),
+        Route("/sign-in", pages.sign_in_form, methods=["GET"]),
+        Route("/sign-in", pages.sign_in, methods=["POST"]),
+        Route("/sign-out", pages.sign_out, methods=["POST"]),
+        Route("/teacher", pages.teacher, methods=["GET"]),
+        Route("/exemptions", pages.allow, methods=["POST"]),
+        Route("/exemptions/{ident}/end", pages.end, methods=["POST"]),
+        Route("/audit", pages.audit, methods=["GET"]),
+        Route("/investigations", pages.investigations, methods=["GET"]),
+        Route("/investigations", pages.start_investigation, methods=["POST"]),
+        Route("/investigations/{ident}/{step}", pages.investigation_step, methods=["POST"]),
+    ]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An exemption as the page lists it."""
+
+    id: str
+    what: str
+    where: str
+    until: str
+    by: str
+    reason: str
+    can_end: bool
+
+
+class Pages:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _visitor(self, request: Request) -> tuple[Visitor | None, Ended | None]:
+        return self.desk.visitor(request.cookies.get(COOKIE, ""), client_address(request))
+
+    def _to_sign_in(self, ended: Ended | None) -> RedirectResponse:
+        return RedirectResponse("/sign-in?why=expired" if ended else "/sign-in", status_code=303)
+
+    def _render(
+        self,
+        request: Request,
+        template: str,
+        visitor: Visitor | None,
+        status: int = 200,
+        **context: Any,
+    ) -> Response:
+        messages = list(context.pop("messages", []))
+        if visitor is not None:
+            messages = self.desk.sessions.take_flash(visitor.session.key) + messages
+        return TEMPLATES.TemplateResponse(
+            request,
+            template,
+            {
+                "school": self.desk.school_name(),
+                "visitor": visitor,
+                "csrf": visitor.session.csrf if visitor else "",
+                "messages": messages,
+                "audit_reader": visitor is not None and visitor.role in AUDIT_READERS,
+                "investigation_reader": visitor is not None
+                and visitor.role in INVESTIGATION_READERS,
+                **context,
+            },
+            status_code=status,
+        )
+
+    async def _form(self, request: Request, visitor: Visitor) -> Mapping[str, str] | None:
+        """The posted form, or None when its CSRF token is not this session's (audited)."""
+        form = await request.form()
+        sent = form.get("csrf")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, visitor.session.csrf):
+            self.desk.forbidden(visitor, f"CSRF token mismatch on POST {request.url.path}")
+            return None
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    # -- signing in and out --------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        visitor, _ = self._visitor(request)
+        return RedirectResponse("/teacher" if visitor else "/sign-in", status_code=303)
+
+    def _sign_in_page(
+        self, request: Request, status: int, messages: list[tuple[str, str]], name: str = ""
+    ) -> Response:
+        token = secrets.token_urlsafe(32)
+        response = self._render(
+            request, "sign_in.html", None, status, messages=messages, sign_in_token=token, name=name
+        )
+        response.set_cookie(
+            SIGN_IN_COOKIE,
+            token,
+            path="/sign-in",
+            secure=self.desk.settings.secure_cookie,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def sign_in_form(self, request: Request) -> Response:
+        visitor, _ = self._visitor(request)
+        if visitor is not None:
+            return RedirectResponse("/teacher", status_code=303)
+        notice = NOTICES.get(request.query_params.get("why", ""))
+        level = "error" if request.query_params.get("why") == "expired" else "ok"
+        return self._sign_in_page(request, 200, [(level, notice)] if notice else [])
+
+    async def sign_in(self, request: Request) -> Response:
+        form = await request.form()
+        sent, kept = form.get("csrf"), request.cookies.get(SIGN_IN_COOKIE, "")
+        if not (isinstance(sent, str) and kept and hmac.compare_digest(sent, kept)):
+            self.desk.record(
+                "",
+                "",
+                "access.forbidden",
+                client_address(request),
+                "CSRF token mismatch on POST /sign-in",
+            )
+            return self._sign_in_page(request, 403, [("error", CSRF_FAILED)])
+        name, password = form.get("name"), form.get("password")
+        if not (isinstance(name, str) and name and isinstance(password, str) and password):
+            return self._sign_in_page(request, 422, [("error", "Give your name and password.")])
+        try:
+            token, _ = await run_in_threadpool(
+                self.desk.sign_in, name, password, client_address(request)
+            )
+        except SignInRefused as refused:
+            status = 401 if refused.locked_until is None else 429
+            return self._sign_in_page(
+                request, status, [("error", _sentence(str(refused)))], name[:64]
+            )
+        response = RedirectResponse("/teacher", status_code=303)
+        set_session_cookie(response, self.desk, token)
+        response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        if await self._form(request, visitor) is None:
+            return await self._teacher_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        self.desk.sign_out(visitor)
+        response = RedirectResponse("/sign-in?why=signed-out", status_code=303)
+        clear_session_cookie(response, self.desk)
+        return response
+
+    # -- the teacher's page --------------------------------------------------------------------
+
+    async def teacher(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        return await self._teacher_page(request, visitor)
+
+    async def allow(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        form = await self._form(request, visitor)
+        if form is None:
+            return await self._teacher_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        try:
+            self.desk.may_allow(visitor)  # the role first: a wrong role learns nothing more
+            granted = self.desk.allow(visitor, parse_request(_request_doc(form)))
+        except Forbidden as forbidden:
+            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
+        except Refused as refused:
+            message = f"{LABELS.get(refused.field, refused.field)}: {refused.reason}"
+            return await self._teacher_page(request, visitor, 422, [("error", message)], form)
+        facts = self.desk.facts()
+        shown = self._shown(facts, visitor, granted.exemption)
+        verb = "still allowed, now" if granted.merged else "allowed"
+        self.desk.sessions.flash(
+            visitor.session.key, "ok", f"{shown.what} {verb} for {shown.where} until {shown.until}."
+        )
+        return RedirectResponse("/teacher", status_code=303)
+
+    async def end(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        if await self._form(request, visitor) is None:
+            return await self._teacher_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        try:
+            gone = self.desk.end(visitor, request.path_params["ident"])
+        except Forbidden as forbidden:
+            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
+        except NotFound as missing:
+            return await self._teacher_page(request, visitor, 404, [("error", f"{missing}.")])
+        shown = self._shown(self.desk.facts(), visitor, gone)
+        self.desk.sessions.flash(
+            visitor.session.key, "ok", f"Ended: {shown.what} for {shown.where}."
+        )
+        return RedirectResponse("/teacher", status_code=303)
+
+    async def _teacher_page(
+        self,
+        request: Request,
+        visitor: Visitor,
+        status: int = 200,
+        messages: list[tuple[str, str]] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        desk = self.desk
+        facts = desk.facts()
+        now = desk.now()
+        zone = facts.timetable.zone
+        allowed = desk.choices(visitor)
+        slot = facts.timetable.at(now)
+        try:
+            default_end: dt.datetime | None = lesson_end(facts, now)
+        except ExemptionRefused:
+            default_end = None
+        minutes = [
+            m
+            for m in MINUTES
+            if visitor.role is not Role.TEACHER
+            or (allowed.ends is not None and now + dt.timedelta(minutes=m) < allowed.ends)
+        ]
+        can_allow = visitor.role in EXEMPTERS and allowed.any
+        if visitor.role not in EXEMPTERS:
+            why_not = f"Your role ({visitor.role}) can see exemptions but not allow services."
+        elif not allowed.any:
+            why_not = (
+                "You are not teaching a lesson now: you can allow a service during a lesson "
+                "you teach."
+            )
+        else:
+            why_not = ""
+        categories = facts.services.categories
+        return self._render(
+            request,
+            "teacher.html",
+            visitor,
+            status,
+            messages=messages or [],
+            now=now.astimezone(zone),
+            period=slot.period.name if slot.period else "",
+            lesson=allowed.lesson,
+            lesson_ends=f"{allowed.ends.astimezone(zone):%H:%M}" if allowed.ends else "",
+            default_end=f"{default_end.astimezone(zone):%H:%M}" if default_end else "",
+            choices=allowed,
+            can_allow=can_allow,
+            why_not=why_not,
+            manager=visitor.role is Role.ICT_MANAGER,
+            groups=[
+                (cid, categories[cid].description or cid, services)
+                for cid, services in exemptible(facts).items()
+            ],
+            minutes=minutes,
+            form=form or {},
+            exemptions=[self._shown(facts, visitor, e) for e in desk.exemptions(visitor)],
+        )
+
+    def _shown(self, facts: Facts, visitor: Visitor, exemption: Exemption) -> Shown:
+        services = facts.services
+        if exemption.service:
+            known = services.services.get(exemption.service)
+            what = known.name if known else exemption.service
+        else:
+            category = services.categories.get(exemption.category)
+            described = (category.description if category else "") or exemption.category
+            what = f"All {described[:1].lower()}{described[1:]}"
+        zone = facts.timetable.zone
+        return Shown(
+            id=exemption.id,
+            what=what,
+            where=f"{exemption.scope} {exemption.scope_value}",
+            until=f"{exemption.end.astimezone(zone):%H:%M}",
+            by=exemption.created_by,
+            reason=exemption.reason,
+            can_end=self.desk.may_end(visitor, exemption),
+        )
+
+    # -- the audit log -------------------------------------------------------------------------
+
+    async def audit(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        try:
+            entries = self.desk.audit_entries(visitor)
+        except Forbidden as forbidden:
+            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
+        zone = self.desk.facts().timetable.zone
+        return self._render(
+            request,
+            "audit.html",
+            visitor,
+            entries=[(e, e.at.astimezone(zone)) for e in entries],
+        )
+
+    # -- investigation access ------------------------------------------------------------------
+
+    async def investigations(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        return await self._investigations_page(request, visitor)
+
+    async def start_investigation(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        form = await self._form(request, visitor)
+        if form is None:
+            return await self._investigations_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        minutes = form.get("minutes", "")
+        try:
+            self.desk.require(visitor, INVESTIGATION_STARTERS, "starting investigation access")
+            started = self.desk.investigations.start(
+                self.desk.facts(),
+                form.get("subject", ""),
+                case=form.get("case", "").strip(),
+                reason=form.get("reason", ""),
+                by=self.desk.user(visitor),
+                now=self.desk.now(),
+                minutes=int(minutes) if minutes.isdigit() else DEFAULT_MINUTES,
+                address=visitor.address,
+            )
+        except Forbidden as forbidden:
+            return await self._investigations_page(
+                request, visitor, 403, [("error", str(forbidden))]
+            )
+        except InvestigationRefused as refused:
+            return await self._investigations_page(
+                request, visitor, 422, [("error", _sentence(str(refused)))], form
+            )
+        self.desk.sessions.flash(
+            visitor.session.key,
+            "ok",
+            f"Investigation access {started.id} for {started.target} is waiting for a second "
+            "person (dsl or slt) to approve it.",
+        )
+        return RedirectResponse("/investigations", status_code=303)
+
+    async def investigation_step(self, request: Request) -> Response:
+        """approve, refuse or end one investigation."""
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        form = await self._form(request, visitor)
+        if form is None:
+            return await self._investigations_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        ident, step = request.path_params["ident"], request.path_params["step"]
+        investigations = self.desk.investigations
+        steps = {
+            "approve": (INVESTIGATION_APPROVERS, investigations.approve, "approved: in force"),
+            "refuse": (INVESTIGATION_APPROVERS, investigations.refuse, "refused"),
+            "end": (INVESTIGATION_READERS, investigations.end, "ended"),
+        }
+        if step not in steps:
+            return await self._investigations_page(
+                request, visitor, 404, [("error", f"No such step: {step}.")]
+            )
+        roles, act, done = steps[step]
+        try:
+            self.desk.require(visitor, roles, f"{step} investigation access")
+            act(ident, by=self.desk.user(visitor), now=self.desk.now(), address=visitor.address)
+        except Forbidden as forbidden:
+            return await self._investigations_page(
+                request, visitor, 403, [("error", str(forbidden))]
+            )
+        except InvestigationRefused as refused:
+            return await self._investigations_page(
+                request, visitor, 422, [("error", _sentence(str(refused)))]
+            )
+        self.desk.sessions.flash(visitor.session.key, "ok", f"Investigation access {ident} {done}.")
+        return RedirectResponse("/investigations", status_code=303)
+
+    async def _investigations_page(
+        self,
+        request: Request,
+        visitor: Visitor,
+        status: int = 200,
+        messages: list[tuple[str, str]] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        try:
+            self.desk.require(visitor, INVESTIGATION_READERS, "investigation access")
+        except Forbidden as forbidden:
+            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
+        facts = self.desk.facts()
+        now = self.desk.now()
+        zone = facts.timetable.zone
+        role = visitor.role
+        rows = [
+            _ShownInvestigation(
+                i,
+                i.status(now),
+                f"{i.start.astimezone(zone):%a %d %b %H:%M}",
+                f"{i.end.astimezone(zone):%H:%M}",
+                can_decide=role in INVESTIGATION_APPROVERS
+                and i.status(now) is Status.PENDING
+                and i.started_by != visitor.name,
+                can_end=i.status(now) in (Status.PENDING, Status.ACTIVE),
+            )
+            for i in self.desk.investigations.all()
+        ]
+        owners = sorted({d.owner for d in facts.devices if d.owner})
+        return self._render(
+            request,
+            "investigations.html",
+            visitor,
+            status,
+            messages=messages or [],
+            can_start=role in INVESTIGATION_STARTERS,
+            subjects=[d.id for d in facts.devices] + owners,
+            durations=[m for m in (30, 60, 120, 240, 480) if m <= MAX_MINUTES],
+            default_minutes=DEFAULT_MINUTES,
+            form=form or {},
+            rows=rows,
+        )
+
+
+@dataclass(frozen=True)
+class _ShownInvestigation:
+    investigation: Investigation
+    status: Status
+    start: str
+    end: str
+    can_decide: bool
+    can_end: bool
+
+
+def _request_doc(form: Mapping[str, str]) -> dict[str, Any]:
+    """The page's form in the API's words (so both go through the same checks)."""
+    doc: dict[str, Any] = {"reason": form.get("reason", "")}
+    kind, _, value = form.get("target", "").partition(":")
+    if kind in ("service", "category") and value:
+        doc[kind] = value
+    scope = form.get("scope", "")
+    doc["scope"] = scope
+    if scope in ScopeKind.__members__.values():
+        doc["scope_value"] = form.get(scope, "")
+    until = form.get("until", "lesson")
+    if until != "lesson":
+        doc["minutes"] = int(until) if until.isdigit() else -1
+    return doc
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
