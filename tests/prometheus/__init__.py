@@ -1,0 +1,1 @@
+"""Prometheus rules: promtool checks and the rules' unit tests."""
