@@ -19,7 +19,7 @@ from typing import Any
 from appliance.accounts.roles import Role
 from appliance.exemptions.request import ExemptionRefused, make_exemption, parse_target
 from appliance.lists.services import CategoryPolicy
-from appliance.policy.facts import Device, Exemption, Facts, ScopeKind
+from appliance.policy.facts import LESSON_SCOPES, Device, Exemption, Facts, ScopeKind
 from appliance.timetable.model import Lesson
 
 EXEMPTERS: frozenset[Role] = frozenset({Role.TEACHER, Role.ICT_MANAGER})
@@ -91,8 +91,9 @@ def parse_request(doc: Any) -> Request:
     if bool(service) == bool(category):
         raise Refused("service", "give a service id or a category (one of the two)")
     scope = _text(doc, "scope", 16)
-    if scope not in ScopeKind.__members__.values():
-        raise Refused("scope", "must be one of: room, class, device")
+    if scope not in LESSON_SCOPES:
+        allowed = ", ".join(s for s in ScopeKind if s in LESSON_SCOPES)
+        raise Refused("scope", f"must be one of: {allowed}")
     scope_value = _text(doc, "scope_value", 100)
     if not scope_value:
         raise Refused("scope_value", "is required: the room, class or device")

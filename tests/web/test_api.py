@@ -266,6 +266,7 @@ def test_body_must_be_a_json_object(web: Web, content: bytes, kind: str) -> None
         ({"category": "video"}, "service", "give a service id or a category"),
         ({"scope": None}, "scope", "must be one of: room, class, device"),
         ({"scope": "school"}, "scope", "must be one of: room, class, device"),
+        ({"scope": "account"}, "scope", "must be one of: room, class, device"),
         ({"scope_value": ""}, "scope_value", "is required"),
         ({"reason": None}, "reason", "is required: 3 to 200 characters"),
         ({"reason": "  x "}, "reason", "is required: 3 to 200 characters"),
