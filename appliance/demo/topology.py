@@ -1,4 +1,4 @@
-"""A simulated school in network namespaces: three client networks, the gateway, "the internet".
+"""A simulated school in network namespaces: four client networks, the gateway, "the internet".
 
 Used by ``make demo`` and the end-to-end tests. Nothing here touches the host's own network:
 every interface lives inside namespaces this module creates (veth pairs are created inside the
@@ -13,9 +13,12 @@ Namespaces (``<p>`` is the instance's short unique prefix, e.g. ``lg3f9a``)::
                 default via 10.30.0.1
     <p>guest    eth0 10.40.0.9/16      a visitor's phone
                 default via 10.40.0.1
+    <p>byod     eth0 10.22.12.50/16    a student's own phone on the BYOD Wi-Fi, in room S12
+                default via 10.22.0.1
     <p>gw       students 10.20.0.1/16  ↔ <p>student eth0   (the students' router)
                 staff    10.30.0.1/16  ↔ <p>staff eth0     (the staff router)
                 guests   10.40.0.1/16  ↔ <p>guest eth0     (the guests' router)
+                devices  10.22.0.1/16  ↔ <p>byod eth0      (the BYOD Wi-Fi's router)
                 wan      198.18.0.1/24 ↔ <p>inet eth0      (towards "the internet")
                 net.ipv4.ip_forward=1 (only here); no default route
     <p>inet     eth0 198.18.0.2/24, plus
@@ -53,7 +56,9 @@ OWNERS = Path("/run/lessongate-demo")  # <prefix>.pid: the process that owns a S
 STUDENT = "10.20.12.101"
 STAFF = "10.30.1.1"
 GUEST = "10.40.0.9"
+BYOD = "10.22.12.50"
 STUDENTS_ROUTER, STAFF_ROUTER, GUESTS_ROUTER = "10.20.0.1", "10.30.0.1", "10.40.0.1"
+BYOD_ROUTER = "10.22.0.1"
 GATEWAY_WAN = "198.18.0.1"
 INTERNET = "198.18.0.2"
 UPSTREAM_DNS = "198.18.0.53"
@@ -66,7 +71,7 @@ WAN_INTERFACE = "wan"  # the gateway's interface towards inet
 class Client:
     """A client namespace: its role, its address and the gateway side of its link."""
 
-    role: str  # student, staff, guest
+    role: str  # student, staff, guest, byod
     address: str
     prefixlen: int
     router: str
@@ -77,6 +82,7 @@ CLIENTS = (
     Client("student", STUDENT, 16, STUDENTS_ROUTER, "students"),
     Client("staff", STAFF, 16, STAFF_ROUTER, "staff"),
     Client("guest", GUEST, 16, GUESTS_ROUTER, "guests"),
+    Client("byod", BYOD, 16, BYOD_ROUTER, "devices"),
 )
 
 
@@ -96,17 +102,23 @@ class SchoolNet:
         self.student = f"{self.prefix}student"
         self.staff = f"{self.prefix}staff"
         self.guest = f"{self.prefix}guest"
+        self.byod = f"{self.prefix}byod"
         self.workdir: Path | None = None
         self._processes: list[subprocess.Popen[Any]] = []
         self._built = False
 
     @property
     def namespaces(self) -> tuple[str, ...]:
-        return (self.gw, self.inet, self.student, self.staff, self.guest)
+        return (self.gw, self.inet, self.student, self.staff, self.guest, self.byod)
 
     def client_ns(self, role: str) -> str:
-        """``student`` / ``staff`` / ``guest`` → that client's namespace name."""
-        return {"student": self.student, "staff": self.staff, "guest": self.guest}[role]
+        """``student`` / ``staff`` / ``guest`` / ``byod`` → that client's namespace name."""
+        return {
+            "student": self.student,
+            "staff": self.staff,
+            "guest": self.guest,
+            "byod": self.byod,
+        }[role]
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -290,7 +302,7 @@ def cleanup_stale(prefix: str = PREFIX, *, force: bool = False) -> list[str]:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-_ROLES = ("gw", "inet", "student", "staff", "guest")
+_ROLES = ("gw", "inet", "student", "staff", "guest", "byod")
 
 _PING = """
 import os, select, socket, struct, sys, time
@@ -411,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         built = time.monotonic() - started
         print(f"built {' '.join(net.namespaces)} in {built:.2f} s")
         ok = True
-        for role in ("student", "staff", "guest"):
+        for role in (client.role for client in CLIENTS):
             reached = net.ping(net.client_ns(role), INTERNET)
             ok &= reached
             print(

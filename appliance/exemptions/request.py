@@ -1,9 +1,10 @@
 """Turning "instagram@room:S12" into an exemption, with the rules every way in shares.
 
 Used by ``lessongate check --exempt``, ``lessongate exempt add`` and (later) the web page:
-the target must be a configured service or category that the policy lets teachers lift, the
-scope must name a room, class or device, and the exemption ends with the lesson — never after
-the end of the school day.
+the target must be a configured service or category that the policy lets teachers lift (or
+``devices``: devices allowed this lesson, on a network whose devices stay off the internet in
+lessons), the scope must name a room, class or device, and the exemption ends with the lesson —
+never after the end of the school day.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from __future__ import annotations
 import datetime as dt
 
 from appliance.lists.services import CategoryPolicy
-from appliance.policy.facts import Exemption, Facts, ScopeKind
+from appliance.policy.facts import (
+    DEVICES,
+    LESSON_SCOPES,
+    Exemption,
+    Facts,
+    LessonRule,
+    ScopeKind,
+)
 
 
 class ExemptionRefused(ValueError):
@@ -19,7 +27,9 @@ class ExemptionRefused(ValueError):
 
 
 def parse_target(facts: Facts, text: str) -> tuple[ScopeKind, str, str, str]:
-    """``SERVICE@SCOPE`` → (scope, scope value, service id, category); refused with a reason."""
+    """``SERVICE@SCOPE`` → (scope, scope value, service id, category); refused with a reason.
+
+    ``devices@SCOPE`` gives the service :data:`~appliance.policy.facts.DEVICES`."""
     target, sep, scope_text = text.partition("@")
     if not sep or not target or not scope_text:
         raise ExemptionRefused(f'"{text}" is not SERVICE@SCOPE (e.g. instagram@room:S12)')
@@ -27,11 +37,18 @@ def parse_target(facts: Facts, text: str) -> tuple[ScopeKind, str, str, str]:
     if not sep:  # a bare room name or device address
         value = scope_text
         kind = ScopeKind.ROOM if facts.room(value) else ScopeKind.DEVICE
-    if kind not in ScopeKind.__members__.values() or not value:
+    if kind not in LESSON_SCOPES or not value:
         raise ExemptionRefused(f'"{text}": scope must be room:NAME, class:NAME or device:ID')
     if kind == ScopeKind.ROOM and facts.room(value) is None:
         known = ", ".join(r.name for r in facts.rooms)
         raise ExemptionRefused(f'"{text}": no room {value}; known: {known}')
+    if target == DEVICES:
+        if not any(n.lessons is LessonRule.BLOCK_INTERNET for n in facts.networks):
+            raise ExemptionRefused(
+                f"{DEVICES}: no network keeps devices off the internet in lessons"
+                f" (networks[].lessons: {LessonRule.BLOCK_INTERNET})"
+            )
+        return ScopeKind(kind), value, DEVICES, ""
     services = facts.services
     category = target.removeprefix("category:") if target.startswith("category:") else ""
     if category:

@@ -20,6 +20,9 @@ class Reason(StrEnum):
     BYPASS = "bypass"  # block: a way round the filter (DoH, VPN, relay), for everyone
     NO_SNI = "no-sni"  # TLS naming no server: allowed or blocked by gateway.no_sni per group
     EXEMPTION = "exemption"  # allow: a teacher's exemption covers this client and service
+    INVESTIGATION = "investigation"  # allow: approved investigation access for this device
+    STANDING_PERMISSION = "standing-permission"  # allow: a staff device, an official account
+    DEVICE_IN_LESSON = "device-in-lesson"  # block: a lessons: block-internet network, in a lesson
     STUDENT_ALWAYS = "student-always"  # block: students, without an exemption
     GUEST_ALWAYS = "guest-always"  # block: the guest network, always
     UNKNOWN_NETWORK = "unknown-network"  # block: an address in no configured network

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from appliance.lists.matcher import DomainMatcher
 from appliance.lists.services import ServiceIndex
 from appliance.timetable.engine import Timetable
 
@@ -35,7 +36,27 @@ class StaffRule(StrEnum):
 class ScopeKind(StrEnum):
     ROOM = "room"
     CLASS = "class"
-    DEVICE = "device"
+    DEVICE = "device"  # a registered device's id, or an address
+    ACCOUNT = "account"  # every device registered to one staff member (not for lessons)
+
+
+LESSON_SCOPES = frozenset({ScopeKind.ROOM, ScopeKind.CLASS, ScopeKind.DEVICE})
+# The lesson exemption's target that lifts the devices-in-lessons rule ("devices allowed this
+# lesson"): ``devices@room:S12``. Stored as its service; no listed service may take this id.
+DEVICES = "devices"
+
+
+class ExemptionKind(StrEnum):
+    LESSON = "lesson"  # a teacher's, for a lesson
+    INVESTIGATION = "investigation"  # safeguarding access: only once a second person approves
+    STANDING = "standing"  # the headteacher's: named services for named staff, any time
+
+
+class LessonRule(StrEnum):
+    """What a network's devices may do in lesson periods (``networks[i].lessons``)."""
+
+    NONE = "none"  # the group's rule alone
+    BLOCK_INTERNET = "block-internet"  # nothing but always_allowed, unless a teacher allows it
 
 
 @dataclass(frozen=True)
@@ -44,12 +65,17 @@ class ClientNetwork:
     group: Group
     network: Network
     router: Address | None = None  # the gateway's own address on this network
+    lessons: LessonRule = LessonRule.NONE
 
 
 @dataclass(frozen=True)
 class Room:
     name: str
     network: Network
+    extra: tuple[Network, ...] = ()  # more subnets in the room, e.g. its BYOD access point's
+
+    def holds(self, address: Address) -> bool:
+        return address in self.network or any(address in n for n in self.extra)
 
 
 @dataclass(frozen=True)
@@ -73,7 +99,16 @@ class Client:
 
 @dataclass(frozen=True)
 class Exemption:
-    """A teacher's permission: scope (room, class or device) × service or category, for a time."""
+    """A teacher's permission: scope (room, class or device) × service or category, for a time
+    (the service :data:`DEVICES` lifts the devices-in-lessons rule instead).
+
+    Or an investigation: every restricted service for one device or account, in force only
+    once ``approved_by`` names a second person (and still never a never-exemptible category).
+
+    Or a standing permission: ``services`` for one staff device or account, at any time, until
+    its end (the headteacher's, for an official school account; ``instruction`` records the
+    headteacher's written instruction when the ICT manager made it).
+    """
 
     id: str
     scope: ScopeKind
@@ -84,9 +119,17 @@ class Exemption:
     category: str = ""  # a whole category
     created_by: str = ""
     reason: str = ""
+    kind: ExemptionKind = ExemptionKind.LESSON
+    case: str = ""  # an investigation's case reference, e.g. "SG-2026-014"
+    approved_by: str = ""
+    services: tuple[str, ...] = ()  # a standing permission's service ids
+    instruction: str = ""
 
     def active(self, now: dt.datetime) -> bool:
-        return self.start <= now < self.end
+        """In force at ``now``: inside its times, and, for an investigation, approved."""
+        return self.start <= now < self.end and (
+            self.kind is not ExemptionKind.INVESTIGATION or bool(self.approved_by)
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +144,9 @@ class Facts:
     timetable: Timetable
     staff_rule: StaffRule = StaffRule.LESSON_TIME
     exemptions: tuple[Exemption, ...] = ()
+    # Names the devices-in-lessons rule never blocks (lists.yaml ``always_allowed``); the value
+    # is where the name was listed.
+    always_allowed: DomainMatcher[str] = field(default_factory=DomainMatcher, compare=False)
     _ranges: tuple[tuple[int, int, int, ClientNetwork], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -139,7 +185,7 @@ class Facts:
         return self._by_address.get(client.address)
 
     def room_of(self, address: Address) -> Room | None:
-        return next((r for r in self.rooms if address in r.network), None)
+        return next((r for r in self.rooms if r.holds(address)), None)
 
     def room(self, name: str) -> Room | None:
         return next((r for r in self.rooms if r.name == name), None)

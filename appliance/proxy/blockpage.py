@@ -39,6 +39,11 @@ REASON_TEXT: dict[Reason, str] = {
         "This is a way round the school's filter (a private DNS service, VPN or relay). It is "
         "blocked for everyone, and attempts are recorded."
     ),
+    Reason.DEVICE_IN_LESSON: (
+        "Students may not use their own phones or other devices in lessons without the "
+        "teacher's permission, so this network only reaches the school's learning sites during "
+        "lessons. It works normally at break, at lunch and outside the school day."
+    ),
     Reason.INVALID_NAME: "The address asked for is not a valid site name.",
     Reason.NO_SNI: (
         "The connection did not say which site it is for, so the school's filter cannot check "
@@ -47,11 +52,15 @@ REASON_TEXT: dict[Reason, str] = {
     # Reasons that allow: a block page never shows them, but the table is complete.
     Reason.NOT_LISTED: "This site is not restricted.",
     Reason.EXEMPTION: "A teacher has allowed this for the lesson.",
+    Reason.INVESTIGATION: "Allowed for this device by the school's safeguarding team.",
+    Reason.STANDING_PERMISSION: (
+        "Allowed for this member of staff by the headteacher, to run an official school account."
+    ),
     Reason.STAFF_OUTSIDE_LESSONS: "Staff may use social media outside lessons.",
 }
 
 # Reasons a teacher can lift for a lesson (the rest are for everyone, or not for teachers).
-EXEMPTIBLE = frozenset({Reason.STUDENT_ALWAYS, Reason.UNKNOWN_NETWORK})
+EXEMPTIBLE = frozenset({Reason.STUDENT_ALWAYS, Reason.UNKNOWN_NETWORK, Reason.DEVICE_IN_LESSON})
 
 CSS = """
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;

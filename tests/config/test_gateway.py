@@ -35,7 +35,12 @@ def test_example_school(example: Config) -> None:
     assert gateway.blocked_answer is BlockedAnswer.NXDOMAIN
     assert str(gateway.metrics) == "127.0.0.1:9153"
     routers = {n.name: str(n.router) for n in example.facts.networks}
-    assert routers == {"students": "10.20.0.1", "staff": "10.30.0.1", "guests": "10.40.0.1"}
+    assert routers == {
+        "students": "10.20.0.1",
+        "staff": "10.30.0.1",
+        "guests": "10.40.0.1",
+        "student-devices": "10.22.0.1",
+    }
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ Each broken configuration is a small edit of a copy of the example school, check
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from appliance.cli.main import main
 from appliance.config.errors import ConfigError, ConfigIssue
 from appliance.config.loader import load
 from appliance.policy.decision import Reason
+from appliance.policy.facts import LessonRule
 
 SCHOOL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 
@@ -108,7 +110,7 @@ BROKEN = [
         change(SCHOOL, "cidr: 10.20.30.0/24", "cidr: 10.50.30.0/24"),
         [
             "school.yaml:rooms[3].cidr: 10.50.30.0/24 is not inside any network"
-            " (10.20.0.0/16, 10.30.0.0/16, 10.40.0.0/16)"
+            " (10.20.0.0/16, 10.30.0.0/16, 10.40.0.0/16, 10.22.0.0/16)"
         ],
         id="room-outside-networks",
     ),
@@ -232,7 +234,7 @@ BROKEN = [
         id="unknown-staff-rule",
     ),
     pytest.param(
-        change(SCHOOL, "    bypass: ", "    vpn: "),
+        change(SCHOOL, '    bypass: "2.5', '    vpn: "2.5'),
         [
             "school.yaml:policy.clauses.vpn: unknown key; allowed: "
             + ", ".join(sorted(str(r) for r in Reason))
@@ -243,6 +245,102 @@ BROKEN = [
         change(SCHOOL, '"3.3 Parents, carers and visitors"', '""'),
         ['school.yaml:policy.clauses.guest-always: "" must be non-empty text'],
         id="empty-clause",
+    ),
+    # -- devices in lessons (networks[].lessons, rooms[].extra_cidrs, lists.yaml always_allowed)
+    pytest.param(
+        change(SCHOOL, "    lessons: block-internet\n", "    lessons: block-all\n"),
+        ['school.yaml:networks[3].lessons: "block-all" is not one of: none, block-internet'],
+        id="unknown-lessons-rule",
+    ),
+    pytest.param(
+        change(
+            SCHOOL,
+            "    cidr: 10.30.0.0/16\n",
+            "    cidr: 10.30.0.0/16\n    lessons: block-internet\n",
+        ),
+        [
+            "school.yaml:networks[1].lessons: block-internet is for a students network;"
+            " this one is staff"
+        ],
+        id="lessons-rule-for-staff",
+    ),
+    pytest.param(
+        change(
+            SCHOOL,
+            "    cidr: 10.40.0.0/16\n",
+            "    cidr: 10.40.0.0/16\n    lessons: none\n    vlan: 40\n",
+        ),
+        ["school.yaml:networks[2].vlan: unknown key; allowed: cidr, group, lessons, name, router"],
+        id="network-unknown-key",
+    ),
+    pytest.param(
+        change(SCHOOL, "extra_cidrs: [10.22.12.0/24]", "extra_cidrs: [10.50.12.0/24]"),
+        [
+            "school.yaml:rooms[0].extra_cidrs[0]: 10.50.12.0/24 is not inside any network"
+            " (10.20.0.0/16, 10.30.0.0/16, 10.40.0.0/16, 10.22.0.0/16)"
+        ],
+        id="room-extra-cidr-outside-networks",
+    ),
+    pytest.param(
+        change(
+            SCHOOL, "extra_cidrs: [10.22.14.0/24]", "extra_cidrs: [10.22.14.0/24, 10.22.15.1/24]"
+        ),
+        [
+            'school.yaml:rooms[1].extra_cidrs[1]: "10.22.15.1/24" is not a network in CIDR form'
+            " (e.g. 10.20.0.0/16)"
+        ],
+        id="room-extra-cidr-host-bits",
+    ),
+    pytest.param(
+        change(SCHOOL, "extra_cidrs: [10.22.12.0/24]", "extra_cidrs: 10.22.12.0/24"),
+        ["school.yaml:rooms[0].extra_cidrs: must be a list, got text"],
+        id="room-extra-cidrs-not-a-list",
+    ),
+    pytest.param(
+        change(
+            SCHOOL,
+            "    cidr: 10.20.21.0/24\n",
+            "    cidr: 10.20.21.0/24\n    byod: 10.22.21.0/24\n",
+        ),
+        ["school.yaml:rooms[2].byod: unknown key; allowed: cidr, extra_cidrs, name"],
+        id="room-unknown-key",
+    ),
+    pytest.param(
+        change(LISTS, "  - www.example-academy.sch.uk ", "  - youtube.com\n  - m.tiktok.com "),
+        [
+            "lists.yaml:always_allowed[2]: m.tiktok.com is in service tiktok (social):"
+            " always_allowed is for names no list restricts",
+            "lists.yaml:always_allowed[1]: youtube.com is in service youtube (video):"
+            " always_allowed is for names no list restricts",
+        ],
+        id="always-allowed-listed-service",
+    ),
+    pytest.param(
+        change(
+            LISTS,
+            "  - www.example-academy.sch.uk ",
+            "  - 42\n  - {file: nosuch.txt}\n  - {url: x}\n  - uk\n  - not a name ",
+        ),
+        [
+            "lists.yaml:always_allowed[1]: 42 is not a domain name"
+            " (e.g. learning.example-academy.sch.uk) or {file: NAME}",
+            'lists.yaml:always_allowed[2].file: "nosuch.txt": no such file in {dir}',
+            "lists.yaml:always_allowed[3].url: unknown key; allowed: file",
+            "lists.yaml:always_allowed[3].file: is required",
+            'lists.yaml:always_allowed[4]: "uk" is not a domain name'
+            " (e.g. learning.example-academy.sch.uk) or {file: NAME}",
+            'lists.yaml:always_allowed[5]: "not a name" is not a domain name'
+            " (e.g. learning.example-academy.sch.uk) or {file: NAME}",
+        ],
+        id="always-allowed-bad-entries",
+    ),
+    pytest.param(
+        change(LISTS, "  - id: vk\n", "  - id: devices\n"),
+        [
+            'lists.yaml:services[0].id: "devices" is reserved: it names the exemption that'
+            " allows devices in a lesson"
+        ],
+        id="service-id-devices-is-reserved",
     ),
 ]
 
@@ -308,7 +406,7 @@ def test_untouched_example_is_valid(school_dir: Path, capsys: pytest.CaptureFixt
     rc, lines = validate(school_dir, capsys)
     assert rc == 0
     assert lines[0].startswith(
-        f"{school_dir}: valid — Example Academy (example-school), 3 networks, 4 rooms, "
+        f"{school_dir}: valid — Example Academy (example-school), 4 networks, 4 rooms, "
     )
     assert lines[0].endswith(", 9 lessons")
 
@@ -344,3 +442,29 @@ def test_failed_load_changes_nothing_on_disk(school_dir: Path) -> None:
         load(school_dir)
     after = {p: p.read_bytes() for p in sorted(school_dir.rglob("*")) if p.is_file()}
     assert after == before
+
+
+def test_devices_in_lessons_settings_are_read(school_dir: Path) -> None:
+    (school_dir / "platforms.txt").write_text(
+        "# the trust's platforms\nvle.example-trust.org.uk\n0.0.0.0 quiz.example.net\n", "utf-8"
+    )
+    edit(
+        school_dir,
+        LISTS,
+        "  - www.example-academy.sch.uk ",
+        "  - {file: platforms.txt}\n  - WWW.Example-Academy.sch.uk. ",
+    )
+    facts = load(school_dir).facts
+    by_name = {n.name: n for n in facts.networks}
+    assert by_name["student-devices"].lessons is LessonRule.BLOCK_INTERNET
+    assert by_name["students"].lessons is LessonRule.NONE
+    s12 = facts.room("S12")
+    assert s12 is not None and s12.extra == (ipaddress.ip_network("10.22.12.0/24"),)
+    assert facts.room_of(ipaddress.ip_address("10.22.12.9")) == s12
+    assert facts.room_of(ipaddress.ip_address("10.22.13.9")) is None
+    allowed = facts.always_allowed
+    assert allowed.match("learning.example-academy.sch.uk") == "always_allowed[0]"
+    assert allowed.match("a.vle.example-trust.org.uk") == "always_allowed[1]"
+    assert allowed.match("quiz.example.net") == "always_allowed[1]"
+    assert allowed.match("www.example-academy.sch.uk") == "always_allowed[2]"
+    assert allowed.match("example-academy.sch.uk") is None

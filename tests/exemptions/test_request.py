@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -9,7 +10,7 @@ import pytest
 
 from appliance.config.loader import Config
 from appliance.exemptions.request import ExemptionRefused, lesson_end, make_exemption
-from appliance.policy.facts import ScopeKind
+from appliance.policy.facts import DEVICES, LessonRule, ScopeKind
 
 LONDON = ZoneInfo("Europe/London")
 P1 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=LONDON)
@@ -23,6 +24,10 @@ P1 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=LONDON)
         ("youtube@class:9X2", ScopeKind.CLASS, "9X2", "youtube", ""),
         ("youtube@10.20.12.101", ScopeKind.DEVICE, "10.20.12.101", "youtube", ""),
         ("category:video@device:s12-ipad-01", ScopeKind.DEVICE, "s12-ipad-01", "", "video"),
+        # Devices allowed this lesson (the devices-in-lessons rule lifted), any lesson scope.
+        ("devices@room:S12", ScopeKind.ROOM, "S12", DEVICES, ""),
+        ("devices@class:9X2", ScopeKind.CLASS, "9X2", DEVICES, ""),
+        ("devices@10.22.12.50", ScopeKind.DEVICE, "10.22.12.50", DEVICES, ""),
     ],
 )
 def test_targets(
@@ -43,11 +48,14 @@ def test_targets(
     [
         ("instagram", "is not SERVICE@SCOPE"),
         ("instagram@floor:1", "scope must be room:NAME, class:NAME or device:ID"),
+        ("instagram@account:MSM", "scope must be room:NAME"),  # investigations only
         ("instagram@room:Z99", "no room Z99; known: S12, S14, IT1, Library"),
         ("nosuch@room:S12", "no service nosuch"),
         ("category:games@room:S12", "no category games"),
         ("doh-resolvers@room:S12", "doh-resolvers is bypass: no exemption can allow it"),
         ("category:illegal@room:S12", "is never-exemptible: no exemption can allow it"),
+        ("devices@account:MSM", "scope must be room:NAME"),
+        ("category:devices@room:S12", "no category devices"),
     ],
 )
 def test_refused(example: Config, text: str, message: str) -> None:
@@ -66,3 +74,18 @@ def test_ends_with_the_lesson_and_never_after_school(example: Config) -> None:
     assert lesson_end(facts, saturday) == saturday + dt.timedelta(hours=1)
     with pytest.raises(ExemptionRefused, match="is not after now"):
         lesson_end(facts, P1, until=P1 - dt.timedelta(minutes=1))
+
+
+def test_devices_need_a_network_that_keeps_them_off_in_lessons(example: Config) -> None:
+    plain = dataclasses.replace(
+        example.facts,
+        networks=tuple(
+            dataclasses.replace(n, lessons=LessonRule.NONE) for n in example.facts.networks
+        ),
+    )
+    with pytest.raises(
+        ExemptionRefused,
+        match=r"devices: no network keeps devices off the internet in lessons"
+        r" \(networks\[\]\.lessons: block-internet\)",
+    ):
+        make_exemption(plain, "devices@room:S12", P1, by="MSM")
