@@ -6,7 +6,8 @@ holds those windows (in memory; rebuilt from the decision log on restart) and me
 :func:`evaluate` returns.
 
 An attempt is one blocked name from one device (blocked-burst leaves out bypass attempts,
-which have a rule of their own): the same name again within
+which have a rule of their own, and blocks of the devices-in-lessons rule, which say nothing
+about the person): the same name again within
 :data:`ATTEMPT_GAP` (a DNS retry, the proxy seeing the visit the DNS answer started, an app's
 burst of lookups for one host) is the same attempt. When a window reaches the rule's count the
 rule fires and the window starts again, so a device that keeps going raises a fresh alert per
@@ -111,8 +112,12 @@ def counts(rule: Rule, event: Event) -> bool:
     if rule.name is RuleName.STAFF_BREACH:
         return event.group == Group.STAFF and event.reason in STAFF_BREACH_REASONS
     # Bypass attempts have their own rule (a phone's private DNS retries all day long: one
-    # bypass alert, not a burst every ten minutes).
-    return event.group in rule.groups and event.reason != Reason.BYPASS
+    # bypass alert, not a burst every ten minutes); a phone's background traffic blocked by
+    # the devices-in-lessons rule is no one's attempt at anything.
+    return event.group in rule.groups and event.reason not in NOT_ATTEMPTS
+
+
+NOT_ATTEMPTS = frozenset({Reason.BYPASS, Reason.DEVICE_IN_LESSON})
 
 
 def single(rule: Rule, event: Event) -> bool:

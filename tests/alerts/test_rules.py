@@ -94,7 +94,9 @@ def test_what_each_rule_counts(verdict: str, group: str, reason: str) -> None:
     burst = counts(RULES[RuleName.BLOCKED_BURST], e)
     breach = counts(RULES[RuleName.STAFF_BREACH], e)
     bypass = single(RULES[RuleName.BYPASS], e)
-    assert burst == (verdict == "block" and group != "staff" and reason != "bypass")
+    assert burst == (
+        verdict == "block" and group != "staff" and reason not in ("bypass", "device-in-lesson")
+    )
     assert breach == (
         verdict == "block"
         and group == "staff"
@@ -227,6 +229,16 @@ def test_blocked_burst_per_device() -> None:
     assert first.at == T0 + dt.timedelta(seconds=20)
     assert first.within == TEN_MINUTES
     assert first.recipient == "dsl"
+
+
+def test_a_phone_blocked_by_the_devices_in_lessons_rule_is_no_burst() -> None:
+    """A phone's apps keep trying all lesson long: that says nothing about its owner."""
+    names = ["api.example", "cdn.example", "push.example", "sync.example"]
+    events = [
+        event(i * 10, names[i], reason="device-in-lesson", service="", client="10.22.12.50")
+        for i in range(4)
+    ]
+    assert run(events) == []
 
 
 def test_a_registered_device_is_counted_by_its_id_across_addresses() -> None:
