@@ -10,7 +10,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from appliance.cli import alerts as alerts_cli
 from appliance.cli import exempt as exempt_cli
+from appliance.cli import investigate as investigate_cli
+from appliance.cli import log as log_cli
+from appliance.cli import report as report_cli
+from appliance.cli import standing as standing_cli
+from appliance.cli import users as users_cli
+from appliance.cli import web as web_cli
 from appliance.config.errors import ConfigError
 from appliance.config.loader import Config, load
 from appliance.exemptions.request import ExemptionRefused, make_exemption
@@ -67,7 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     exempt_cli.add_parser(commands)
+    log_cli.add_parser(commands)
+    report_cli.add_parser(commands)
+    investigate_cli.add_parser(commands)
+    standing_cli.add_parser(commands)
+    users_cli.add_parser(commands)
+    alerts_cli.add_parser(commands)
     firewall_cli.add_parser(commands)
+    web_cli.add_parser(commands)
 
     run = commands.add_parser("run", help="run the gateway's data path (DNS, proxies, firewall)")
     run.add_argument("--config", type=Path, required=True, metavar="DIR")
@@ -77,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--netns", default="", help="run the data path in this network namespace")
     run.add_argument("--metrics-port", type=int, help="override gateway.metrics's port")
     run.add_argument("--no-firewall", action="store_true", help="leave nftables alone")
+    run.add_argument("--no-web", action="store_true", help="do not start the teachers' page")
     run.add_argument(
         "--addon",
         type=Path,
@@ -115,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         netns=args.netns,
         metrics_port=args.metrics_port,
         firewall=not args.no_firewall,
+        web=not args.no_web,
         **({"addon": args.addon.resolve()} if args.addon else {}),
     )
     if args.dry_run:

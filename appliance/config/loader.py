@@ -19,10 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from appliance.accounts.settings import Accounts, parse_accounts
+from appliance.alerts.config import Alerts, parse_alerts
 from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, show
 from appliance.config.gateway import CLIENT_GROUPS, Gateway, parse_gateway
 from appliance.lists.formats import ListReport, load_rules, load_text
 from appliance.lists.matcher import DomainMatcher
+from appliance.lists.names import normalise
 from appliance.lists.services import (
     BUNDLED,
     Category,
@@ -31,12 +34,15 @@ from appliance.lists.services import (
     ServiceIndex,
     bundled_text,
 )
+from appliance.monitoring.settings import Monitoring, parse_monitoring
 from appliance.policy.decision import Reason
 from appliance.policy.facts import (
+    DEVICES,
     ClientNetwork,
     Device,
     Facts,
     Group,
+    LessonRule,
     Network,
     Room,
     StaffRule,
@@ -53,6 +59,7 @@ from appliance.timetable.model import (
     Term,
     TimetableSpec,
 )
+from appliance.web.settings import WebSettings, parse_web
 
 SCHOOL, TIMETABLE, LISTS = "school.yaml", "timetable.yaml", "lists.yaml"
 
@@ -78,7 +85,7 @@ for _first in "-+0123456789":
     _Yaml.yaml_implicit_resolvers[_first] = [
         (tag, regex)
         for tag, regex in _Yaml.yaml_implicit_resolvers.get(_first, [])
-        if not (tag == "tag:yaml.org,2002:int" and ":" in regex.pattern)
+        if not (tag == "tag:yaml.org,2002:int" and ":[0-5]" in regex.pattern)  # base 60
     ]
 
 
@@ -108,6 +115,10 @@ class Config:
     facts: Facts
     reports: tuple[ListReport, ...]
     gateway: Gateway = field(default_factory=Gateway)
+    web: WebSettings = field(default_factory=WebSettings)
+    monitoring: Monitoring = field(default_factory=Monitoring)
+    accounts: Accounts = field(default_factory=Accounts)
+    alerts: Alerts = field(default_factory=Alerts)
 
 
 def load(directory: Path | str) -> Config:
@@ -169,8 +180,30 @@ class _Loader:
             gateway_check, school_doc.get("gateway") if isinstance(school_doc, dict) else None
         )
         self.finish(gateway_check)
+        web_check = self.checker(SCHOOL)
+        web = parse_web(web_check, school_doc.get("web") if isinstance(school_doc, dict) else None)
+        self.finish(web_check)
+        monitoring_check = self.checker(SCHOOL)
+        monitoring = parse_monitoring(
+            monitoring_check,
+            school_doc.get("monitoring") if isinstance(school_doc, dict) else None,
+        )
+        self.finish(monitoring_check)
+        accounts_check = self.checker(SCHOOL)
+        accounts = parse_accounts(
+            accounts_check, school_doc.get("accounts") if isinstance(school_doc, dict) else None
+        )
+        self.finish(accounts_check)
+        alerts_check = self.checker(SCHOOL)
+        alerts = parse_alerts(
+            alerts_check,
+            school_doc.get("alerts") if isinstance(school_doc, dict) else None,
+            self.directory,
+        )
+        self.finish(alerts_check)
         spec = self.timetable(timetable_doc, school.timezone if school else "Europe/London")
         services = self.lists(lists_doc)
+        always_allowed = self.always_allowed(lists_doc, services)
         if self.issues or school is None or spec is None or services is None:
             raise ConfigError(self.issues)
         facts = Facts(
@@ -181,8 +214,19 @@ class _Loader:
             services=services,
             timetable=Timetable(spec),
             staff_rule=staff_rule,
+            always_allowed=always_allowed,
         )
-        return Config(self.directory, school, facts, services.reports, gateway)
+        return Config(
+            self.directory,
+            school,
+            facts,
+            services.reports,
+            gateway,
+            monitoring=monitoring,
+            web=web,
+            accounts=accounts,
+            alerts=alerts,
+        )
 
     # -- school.yaml ---------------------------------------------------------------------------
 
@@ -197,7 +241,7 @@ class _Loader:
                 doc,
                 "",
                 required=("school", "policy", "networks"),
-                optional=("rooms", "devices", "gateway"),
+                optional=("rooms", "devices", "gateway", "monitoring", "web", "accounts", "alerts"),
             )
             or {}
         )
@@ -241,7 +285,9 @@ class _Loader:
         for i, item in enumerate(network_docs):
             path = child("networks", i)
             entry = (
-                check.mapping(item, path, required=("name", "group", "cidr"), optional=("router",))
+                check.mapping(
+                    item, path, required=("name", "group", "cidr"), optional=("router", "lessons")
+                )
                 or {}
             )
             router = (
@@ -254,6 +300,7 @@ class _Loader:
             )
             if cidr and router and router not in cidr:
                 check.error(child(path, "router"), f"{router} is not inside {cidr}")
+            lessons = _lessons_rule(check, entry, path, group)
             if net_name and group and cidr:
                 for other in networks:
                     if cidr.overlaps(other.network):
@@ -261,23 +308,32 @@ class _Loader:
                             child(path, "cidr"),
                             f"{cidr} overlaps network {other.name} ({other.network})",
                         )
-                networks.append(ClientNetwork(net_name, Group(group), cidr, router))
+                networks.append(ClientNetwork(net_name, Group(group), cidr, router, lessons))
         _unique(check, "networks", [n.name for n in networks])
 
         rooms: list[Room] = []
         for i, item in enumerate(check.sequence(top.get("rooms", []), "rooms")):
             path = child("rooms", i)
-            entry = check.mapping(item, path, required=("name", "cidr")) or {}
+            entry = (
+                check.mapping(item, path, required=("name", "cidr"), optional=("extra_cidrs",))
+                or {}
+            )
             room_name = check.text(entry.get("name"), child(path, "name"))
             cidr = (
                 check.network(entry.get("cidr"), child(path, "cidr")) if "cidr" in entry else None
             )
+            extra_path = child(path, "extra_cidrs")
+            extra = [
+                (child(extra_path, j), check.network(value, child(extra_path, j)))
+                for j, value in enumerate(check.sequence(entry.get("extra_cidrs", []), extra_path))
+            ]
             # Only judged against a complete networks list, so one bad network is one error.
             if room_name and cidr and len(networks) == len(network_docs):
-                if not any(_within(cidr, n.network) for n in networks):
-                    inside = ", ".join(str(n.network) for n in networks)
-                    check.error(child(path, "cidr"), f"{cidr} is not inside any network ({inside})")
-                rooms.append(Room(room_name, cidr))
+                for where, subnet in [(child(path, "cidr"), cidr), *extra]:
+                    if subnet and not any(_within(subnet, n.network) for n in networks):
+                        inside = ", ".join(str(n.network) for n in networks)
+                        check.error(where, f"{subnet} is not inside any network ({inside})")
+                rooms.append(Room(room_name, cidr, tuple(n for _, n in extra if n)))
         _unique(check, "rooms", [r.name for r in rooms])
 
         devices: tuple[Device, ...] = ()
@@ -449,7 +505,13 @@ class _Loader:
     def lists(self, doc: Any) -> ServiceIndex | None:
         check = self.checker(LISTS)
         top = (
-            check.mapping(doc, "", required=("categories",), optional=("include", "services")) or {}
+            check.mapping(
+                doc,
+                "",
+                required=("categories",),
+                optional=("include", "services", "always_allowed"),
+            )
+            or {}
         )
         categories: dict[str, Category] = {}
         for key, value in (check.table(top.get("categories", {}), "categories") or {}).items():
@@ -477,6 +539,13 @@ class _Loader:
             name = c.text(entry.get("name"), child(path, "name"))
             category = c.choice(entry.get("category"), child(path, "category"), sorted(categories))
             if not (service_id and name and category):
+                return None
+            if service_id == DEVICES:
+                c.error(
+                    child(path, "id"),
+                    f'"{DEVICES}" is reserved: it names the exemption that allows devices in a'
+                    " lesson",
+                )
                 return None
             if service_id in services:
                 existing = services[service_id]
@@ -581,6 +650,47 @@ class _Loader:
             return None
         return ServiceIndex(services, categories, matcher, tuple(reports))
 
+    def always_allowed(self, doc: Any, services: ServiceIndex | None) -> DomainMatcher[str]:
+        """lists.yaml ``always_allowed``: names the devices-in-lessons rule never blocks (the
+        school's learning platform, say), as domains or ``{file: NAME}`` list files (plain,
+        hosts or AdGuard syntax). They lift that rule only: a name a listed service covers
+        would not be allowed by it, so listing one is an error.
+        """
+        allowed: DomainMatcher[str] = DomainMatcher()
+        if not isinstance(doc, Mapping) or "always_allowed" not in doc:
+            return allowed
+        check = self.checker(LISTS)
+        for i, item in enumerate(check.sequence(doc["always_allowed"], "always_allowed")):
+            path = child("always_allowed", i)
+            if isinstance(item, Mapping):
+                entry = check.mapping(item, path, required=("file",)) or {}
+                source = self.referenced(check, entry.get("file"), child(path, "file"))
+                if source is not None:
+                    report = ListReport(source.name)
+                    text = source.read_text(encoding="utf-8", errors="replace")
+                    load_text(allowed, text, report, path)
+                    for skipped in report.skipped:
+                        check.error(child(path, "file"), f"line {skipped.line}: {skipped.reason}")
+            elif isinstance(item, str) and (name := normalise(item)) and "." in name:
+                allowed.add_domain(name, path)
+            else:
+                check.error(
+                    path,
+                    f"{show(item)} is not a domain name (e.g. learning.example-academy.sch.uk)"
+                    " or {file: NAME}",
+                )
+        if services is not None:
+            for name, where in sorted({**allowed.subtree, **allowed.exact}.items()):
+                service = services.matcher.match(name)
+                if service is not None:
+                    check.error(
+                        where,
+                        f"{name} is in service {service.id} ({service.category}): always_allowed"
+                        " is for names no list restricts",
+                    )
+        self.finish(check)
+        return allowed
+
     def adguard(
         self,
         check: Checker,
@@ -637,6 +747,22 @@ def _clauses(check: Checker, doc: Any) -> Mapping[str, str]:
         if clause is not None:
             clauses[reason] = clause
     return clauses
+
+
+def _lessons_rule(
+    check: Checker, entry: Mapping[str, Any], path: str, group: str | None
+) -> LessonRule:
+    """``networks[i].lessons``: what the network's devices may do in lesson periods. Keeping
+    devices off the internet is the students' rule (their own phones and tablets)."""
+    if "lessons" not in entry:
+        return LessonRule.NONE
+    where = child(path, "lessons")
+    rule = check.choice(entry["lessons"], where, [str(r) for r in LessonRule])
+    if rule is None:
+        return LessonRule.NONE
+    if rule == LessonRule.BLOCK_INTERNET and group is not None and group != Group.STUDENTS:
+        check.error(where, f"{rule} is for a students network; this one is {group}")
+    return LessonRule(rule)
 
 
 def _term(check: Checker, item: Any, path: str) -> Term | None:

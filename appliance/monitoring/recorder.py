@@ -26,16 +26,31 @@ class Recorder:
         self.state = state
         # The log's writer thread flushes the decision counters every 0.2 s; the data path
         # does too, every FLUSH_US of decisions, for a Recorder without a log.
+        self._config = state.config
+        self._log_meter = metrics.DecisionLogMeter()  # the log's backlog and drops
         self.log = (
             DecisionLog(
                 state_dir / LOG_FILE,
                 state.facts.timetable.zone,
-                on_tick=metrics.flush_decisions,
+                settings=self._config.monitoring.decision_log,
+                on_tick=self._tick,
             )
             if state_dir
             else None
         )
         self._flush_at = 0
+
+    def _tick(self) -> None:
+        """In the log's writer thread, every 0.2 s: flush the counters, report the log's backlog
+        and drops (``lessongate_decision_log_*``), and give the log the
+        ``monitoring:`` settings of a configuration reloaded since the last look."""
+        metrics.flush_decisions()
+        if self.log is not None:
+            self._log_meter.update(self.log.backlog, self.log.dropped)
+        config = self.state.config
+        if config is not self._config and self.log is not None:
+            self._config = config
+            self.log.configure(config.monitoring.decision_log)
 
     def __call__(self, client: Client, decision: Decision, via: str) -> None:
         metrics.count_decision(decision, via)

@@ -152,7 +152,7 @@ class PolicyState:
         return True
 
     def _load_exemptions(self, now: dt.datetime) -> None:
-        current = self.store.current(now) if self.store else ()
+        current = self.store.in_force(now) if self.store else ()
         self._exemptions = current
         self._next_end = min((e.end for e in current), default=None)
         self._set_facts(self.config.facts.with_exemptions(current))

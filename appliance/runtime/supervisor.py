@@ -13,6 +13,7 @@ traffic is refused, never let through. The ruleset stays in place when this proc
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -75,6 +76,7 @@ class Options:
     netns: str = ""
     metrics_port: int | None = None  # override gateway.metrics's port (tests)
     firewall: bool = True
+    web: bool = True  # the teachers' page (lessongate web) as a supervised child
     extra_mitmdump: list[str] = field(default_factory=list)
 
 
@@ -128,7 +130,16 @@ def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[
             worker_argv(options, f"regular@{gateway.explicit_port}", state_dir),
         )
     )
+    if options.web:
+        workers.append(Worker("web", "web", web_argv(options, state_dir)))
     return workers
+
+
+def web_argv(options: Options, state_dir: Path) -> list[str]:
+    """``lessongate web`` on the same config, state and clock (in our network namespace)."""
+    argv = [sys.executable, "-m", "appliance.cli.main", "web", "--config", str(options.config_dir)]
+    argv += ["--state", str(state_dir)]
+    return argv + (["--clock", str(options.clock_file)] if options.clock_file else [])
 
 
 class Supervisor:
@@ -165,25 +176,31 @@ class Supervisor:
             netns.setns(self.options.netns)
 
     async def run(self) -> int:
+        from appliance.alerts.service import AlertService
         from appliance.monitoring import metrics
         from appliance.monitoring.recorder import Recorder
+        from appliance.monitoring.retention import RetentionSchedule
 
         self.metrics = metrics
         state = PolicyState(
             self.options.config_dir,
             self.state_dir,
             clock_for(self.options.clock_file),
-            on_reload=metrics.count_reload,
+            on_reload=self.reloaded,
         )
         self.state = state
         # The policy's objects (a million listed names, say) live as long as the process:
         # keep them out of the garbage collector's generations, so collections stay short.
         gc.freeze()
         self.recorder = Recorder(state, self.state_dir)
+        self.alerts = AlertService(self.state_dir, lambda: state.config, state.clock)
+        self.alerts.start()  # a thread: reads the decision log, delivers alerts
+        self.retention = RetentionSchedule.for_state(state, self.state_dir)  # daily, own thread
         # MACs for the device registry, read in this (the gateway's) network namespace.
         self.neighbours = NeighbourCache()
         self.neighbour_generation = 0
         metrics.POLICY_RELOAD_OK.set(1)
+        self.show_school()
         serve_metrics(self.metrics_socket)
         if self.options.firewall:
             self.apply_firewall()
@@ -198,7 +215,7 @@ class Supervisor:
         log.info(
             "running: DNS on port %d, %d proxy workers, metrics on %s",
             state.config.gateway.dns_port,
-            len(self.workers) - 1,
+            sum(w.component == "proxy" for w in self.workers),
             self.metrics_socket.getsockname(),
         )
         try:
@@ -221,9 +238,14 @@ class Supervisor:
             self.neighbour_generation = self.neighbours.generation
             self.dns.forget_clients()
         now = self.state.now()
-        self.metrics.EXEMPTIONS_ACTIVE.set(
-            sum(1 for e in self.state.facts.exemptions if e.active(now))
+        self.retention.tick(now)
+        active = collections.Counter(
+            str(e.kind) for e in self.state.facts.exemptions if e.active(now)
         )
+        for kind in self.metrics.EXEMPTION_KINDS:
+            self.metrics.EXEMPTIONS_ACTIVE.labels(kind).set(active[kind])
+        self.metrics.PERIOD.set(self.metrics.period_kind(self.state.facts.timetable, now))
+        self.dns_errors.update(self.dns.stats())
         for worker in self.workers:
             if worker.alive():
                 continue
@@ -247,6 +269,18 @@ class Supervisor:
                 )
             if now_m - worker.died_at >= worker.backoff:
                 self.start(worker)
+
+    def reloaded(self, ok: bool) -> None:
+        """Every process's PolicyState reloads; this one's reports it (and the new policy)."""
+        self.metrics.count_reload(ok)
+        if ok:
+            self.show_school()
+
+    def show_school(self) -> None:
+        """``lessongate_school_info``: the trust's view of which policy each school runs."""
+        school = self.state.config.school
+        revision = self.metrics.config_revision(self.options.config_dir)
+        self.metrics.SCHOOL.set(school.id, school.policy_version, revision)
 
     def request_reload(self) -> None:
         log.info("SIGHUP: reloading the policy")
@@ -300,12 +334,15 @@ class Supervisor:
         )
         service.start()
         self.metrics.COMPONENT_UP.labels("dns").set(1)
+        self.dns, self.dns_errors = service, self.metrics.DnsErrorMeter()
         return service
 
     async def shutdown(self, dns: DnsService) -> None:
         log.info("stopping; the nftables ruleset stays (students and guests stay closed)")
         dns.stop()
+        self.retention.close()
         self.recorder.close()
+        self.alerts.stop()
         for worker in self.workers:
             if worker.alive() and worker.process is not None:
                 worker.process.terminate()

@@ -33,7 +33,15 @@ SUITE = "trixie"
 BASE = CACHE / f"{SUITE}-minbase"
 # Packages a real installed box has and a minbase tree lacks: an init, and Python for Ansible.
 BASE_INCLUDE = "systemd-sysv,python3"
-REPO_PARTS = ("appliance", "addons", "schedules", "pyproject.toml", "README.md")
+REPO_PARTS = (
+    "appliance",
+    "addons",
+    "schedules",
+    "grafana",
+    "prometheus",
+    "pyproject.toml",
+    "README.md",
+)
 
 pytestmark = pytest.mark.skipif(
     not (BIN / "ansible-playbook").exists() or not (BIN / "ansible-lint").exists(),
@@ -364,8 +372,15 @@ def test_installed_configuration_is_valid(applied: Tree) -> None:
     assert (root / "etc/sysctl.d/60-lessongate.conf").read_text().strip() == "net.ipv4.ip_forward=1"
     assert (root / "opt/lessongate/addons/lessongate.py").is_file()
     assert (root / "etc/lessongate/tls/gateway.crt").is_file()
+    assert "certificate: /etc/lessongate/tls/gateway.crt" in school  # the teachers' page
     targets = (root / "etc/prometheus/lessongate/gateways.json").read_text()
     assert '"127.0.0.1:9153"' in targets and '"testschool"' in targets
+    rules = sorted(p.name for p in (root / "etc/prometheus/lessongate/rules").iterdir())
+    assert rules == sorted(p.name for p in (ROOT / "prometheus").glob("*.yml"))
+    dashboards = root / "var/lib/grafana/dashboards/lessongate"
+    assert sorted(p.name for p in dashboards.iterdir()) == sorted(
+        p.name for p in (ROOT / "grafana").glob("*.json")
+    )
 
 
 # -- booting it --------------------------------------------------------------------------------
@@ -468,5 +483,7 @@ def test_boots_with_nspawn_and_serves_metrics(applied: Tree) -> None:
             if 'lessongate_component_up{component="dns"} 1.0' in body:  # DNS starts last
                 break
             time.sleep(1)
-        assert 'lessongate_component_up{component="dns"} 1.0' in body, body[-3000:]
+        if 'lessongate_component_up{component="dns"} 1.0' not in body:
+            journal = nsenter(init, "journalctl", "-b", "--no-pager", "-n", "80").stdout
+            pytest.fail(f"no DNS service in /metrics:\n{body[-1500:]}\n{journal}")
         timed("nspawn boot and /metrics", start)
