@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,11 +21,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from appliance.accounts.store import SignInRefused
+from appliance.exemptions.standing import STANDING_CREATORS, standing_json
 from appliance.policy.facts import Exemption
 from appliance.web.desk import Desk, Forbidden, NotFound, Visitor
 from appliance.web.http import clear_session_cookie, client_address, cross_site, set_session_cookie
 from appliance.web.rules import Refused, parse_request
 from appliance.web.sessions import COOKIE
+from appliance.web.standing import parse_standing
 
 MAX_BODY = 16_384
 
@@ -38,6 +41,9 @@ def routes(desk: Desk) -> list[BaseRoute]:
         Route("/api/v1/exemptions", api.list_exemptions, methods=["GET"]),
         Route("/api/v1/exemptions", api.create_exemption, methods=["POST"]),
         Route("/api/v1/exemptions/{ident}", api.end_exemption, methods=["DELETE"]),
+        Route("/api/v1/standing", api.list_standing, methods=["GET"]),
+        Route("/api/v1/standing", api.create_standing, methods=["POST"]),
+        Route("/api/v1/standing/{ident}", api.end_standing, methods=["DELETE"]),
         Route("/api/{rest:path}", api.not_found),
     ]
 
@@ -67,6 +73,18 @@ def exemption_json(exemption: Exemption, zone: dt.tzinfo) -> dict[str, str]:
         "reason": exemption.reason,
         "kind": str(exemption.kind),
     }
+
+
+def standing_json_in(permission: Exemption, zone: dt.tzinfo) -> dict[str, object]:
+    """:func:`~appliance.exemptions.standing.standing_json`, times in the school's zone (as
+    :func:`exemption_json`)."""
+    return standing_json(
+        replace(
+            permission,
+            start=permission.start.astimezone(zone).replace(microsecond=0),
+            end=permission.end.astimezone(zone).replace(microsecond=0),
+        )
+    )
 
 
 class Api:
@@ -224,6 +242,56 @@ class Api:
         return JSONResponse(
             {**exemption_json(ended, zone), "end": self.desk.now().astimezone(zone).isoformat()}
         )
+
+    async def list_standing(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        try:
+            shown, holders = self.desk.review_standing(visitor)
+        except Forbidden as forbidden:
+            return error(403, str(forbidden))
+        zone = self.desk.facts().timetable.zone
+        return JSONResponse(
+            {"standing": [standing_json_in(p, zone) for p in shown], "delegates": holders}
+        )
+
+    async def create_standing(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        denied = self._cross_site(request, visitor)
+        if denied:
+            return denied
+        try:
+            # the role first: a wrong role learns nothing more
+            self.desk.require(visitor, STANDING_CREATORS, "making a standing permission")
+            wanted = parse_standing(await self._body(request))
+            made = self.desk.add_standing(visitor, wanted)
+        except Forbidden as forbidden:
+            return error(403, str(forbidden))
+        except Refused as refusal:
+            return refused(refusal)
+        zone = self.desk.facts().timetable.zone
+        holders = self.desk.standing.delegates(self.desk.now())
+        return JSONResponse({**standing_json_in(made, zone), "delegates": holders}, 201)
+
+    async def end_standing(self, request: Request) -> Response:
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        denied = self._cross_site(request, visitor)
+        if denied:
+            return denied
+        try:
+            ended = self.desk.end_standing(visitor, request.path_params["ident"])
+        except Forbidden as forbidden:
+            return error(403, str(forbidden))
+        except NotFound as missing:
+            return error(404, str(missing))
+        zone = self.desk.facts().timetable.zone
+        holders = self.desk.standing.delegates(self.desk.now())
+        return JSONResponse({**standing_json_in(ended, zone), "delegates": holders})
 
     async def not_found(self, request: Request) -> Response:
         return error(404, f"no such API path: {request.url.path}")

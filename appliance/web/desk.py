@@ -17,6 +17,13 @@ from appliance.accounts.audit import AuditEntry, AuditLog
 from appliance.accounts.roles import AUDIT_READERS, INVESTIGATION_READERS, Role, describe
 from appliance.accounts.store import ACCOUNTS_FILE, AccountStore, SignInRefused, User, open_store
 from appliance.exemptions.investigation import Investigations
+from appliance.exemptions.standing import (
+    STANDING_CREATORS,
+    STANDING_READERS,
+    StandingPermissions,
+    StandingRefused,
+    delegates,
+)
 from appliance.monitoring import metrics
 from appliance.policy.facts import Exemption, Facts, ScopeKind
 from appliance.runtime.clock import Clock, SystemClock
@@ -24,6 +31,7 @@ from appliance.runtime.state import PolicyState
 from appliance.web.rules import EXEMPTERS, Choices, Grant, Refused, Request, choices, grant
 from appliance.web.sessions import SESSIONS_FILE, Ended, Person, Session, SessionStore
 from appliance.web.settings import WebSettings
+from appliance.web.standing import StandingRequest, refusal
 
 
 class Forbidden(Exception):
@@ -76,6 +84,7 @@ class Desk:
         self.investigations = Investigations(
             self.store, self.audit, state_dir, config.facts.timetable.zone
         )
+        self.standing = StandingPermissions(self.store, self.audit)
 
     def close(self) -> None:
         self.sessions.close()
@@ -226,6 +235,46 @@ class Desk:
 
     def may_read_investigations(self, visitor: Visitor) -> bool:
         return visitor.role in INVESTIGATION_READERS
+
+    # -- standing permissions (official school accounts) ---------------------------------------
+
+    def review_standing(self, visitor: Visitor) -> tuple[tuple[Exemption, ...], int]:
+        """The standing permissions in force and the number of delegates holding one, for a
+        reader (:class:`Forbidden` otherwise); audited as ``standing.list``."""
+        self.require(visitor, STANDING_READERS, "reviewing standing permissions")
+        shown = self.standing.review(by=self.user(visitor), now=self.now(), address=visitor.address)
+        return shown, delegates(shown)
+
+    def add_standing(self, visitor: Visitor, wanted: StandingRequest) -> Exemption:
+        """A new standing permission; :class:`Forbidden` for a role that may not, or
+        :class:`Refused` with the field at fault (the model audits both the step and a
+        refusal)."""
+        self.require(visitor, STANDING_CREATORS, "making a standing permission")
+        facts, now = self.facts(), self.now()
+        try:
+            return self.standing.add(
+                facts,
+                wanted.delegate,
+                wanted.services,
+                reason=wanted.reason,
+                by=self.user(visitor),
+                now=now,
+                until=wanted.until,
+                instruction=wanted.instruction,
+                address=visitor.address,
+            )
+        except StandingRefused as refused:
+            raise refusal(facts, wanted, now, refused) from refused
+
+    def end_standing(self, visitor: Visitor, ident: str) -> Exemption:
+        """End a standing permission now; :class:`Forbidden` or :class:`NotFound` otherwise."""
+        self.require(visitor, STANDING_CREATORS, "ending a standing permission")
+        try:
+            return self.standing.end(
+                ident, by=self.user(visitor), now=self.now(), address=visitor.address
+            )
+        except StandingRefused as refused:
+            raise NotFound(f"no standing permission {ident} in force") from refused
 
     # -- the audit log -------------------------------------------------------------------------
 

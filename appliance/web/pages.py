@@ -39,11 +39,13 @@ from appliance.exemptions.investigation import (
     Status,
 )
 from appliance.exemptions.request import ExemptionRefused, lesson_end
-from appliance.policy.facts import Exemption, Facts, ScopeKind
+from appliance.exemptions.standing import STANDING_CREATORS, STANDING_READERS, year_end
+from appliance.policy.facts import DEVICES, Exemption, Facts, ScopeKind
 from appliance.web.desk import Desk, Forbidden, NotFound, Visitor
 from appliance.web.http import clear_session_cookie, client_address, set_session_cookie
-from appliance.web.rules import EXEMPTERS, Refused, exemptible, parse_request
+from appliance.web.rules import EXEMPTERS, Refused, devices_rule, exemptible, parse_request
 from appliance.web.sessions import COOKIE, Ended
+from appliance.web.standing import parse_standing
 
 TEMPLATES = Jinja2Templates(
     env=jinja2.Environment(
@@ -67,7 +69,11 @@ LABELS = {
     "minutes": "Until",
     "until": "Until",
     "body": "Form",
+    "services": "Services",
+    "delegate": "Who",
+    "instruction": "The headteacher's instruction",
 }
+DEVICES_LABEL = "Devices (all internet)"  # the target DEVICES on the page
 CSRF_FAILED = (
     "This form was out of date or altered, so nothing was changed (security check). "
     "Please try again."
@@ -89,6 +95,9 @@ def routes(desk: Desk) -> list[BaseRoute]:
         Route("/investigations", pages.investigations, methods=["GET"]),
         Route("/investigations", pages.start_investigation, methods=["POST"]),
         Route("/investigations/{ident}/{step}", pages.investigation_step, methods=["POST"]),
+        Route("/standing", pages.standing, methods=["GET"]),
+        Route("/standing", pages.add_standing, methods=["POST"]),
+        Route("/standing/{ident}/end", pages.end_standing, methods=["POST"]),
     ]
 
 
@@ -139,6 +148,7 @@ class Pages:
                 "audit_reader": visitor is not None and visitor.role in AUDIT_READERS,
                 "investigation_reader": visitor is not None
                 and visitor.role in INVESTIGATION_READERS,
+                "standing_reader": visitor is not None and visitor.role in STANDING_READERS,
                 **context,
             },
             status_code=status,
@@ -328,13 +338,16 @@ class Pages:
                 for cid, services in exemptible(facts).items()
             ],
             minutes=minutes,
+            devices=DEVICES_LABEL if devices_rule(facts) else "",
             form=form or {},
             exemptions=[self._shown(facts, visitor, e) for e in desk.exemptions(visitor)],
         )
 
     def _shown(self, facts: Facts, visitor: Visitor, exemption: Exemption) -> Shown:
         services = facts.services
-        if exemption.service:
+        if exemption.service == DEVICES:
+            what = DEVICES_LABEL
+        elif exemption.service:
             known = services.services.get(exemption.service)
             what = known.name if known else exemption.service
         else:
@@ -492,6 +505,155 @@ class Pages:
             rows=rows,
         )
 
+    # -- standing permissions (official school accounts) ---------------------------------------
+
+    async def standing(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        return await self._standing_page(request, visitor)
+
+    async def add_standing(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        form = await self._form(request, visitor)
+        if form is None:
+            return await self._standing_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        chosen = [s for s in (await request.form()).getlist("services") if isinstance(s, str)]
+        doc = {
+            "services": chosen,
+            "delegate": form.get("delegate", ""),
+            "until": form.get("until") or None,
+            "reason": form.get("reason", ""),
+            "instruction": form.get("instruction", ""),
+        }
+        try:
+            self.desk.require(visitor, STANDING_CREATORS, "making a standing permission")
+            made = self.desk.add_standing(visitor, parse_standing(doc))
+        except Forbidden as forbidden:
+            return await self._standing_page(request, visitor, 403, [("error", str(forbidden))])
+        except Refused as refused:
+            message = _sentence(f"{LABELS.get(refused.field, refused.field)}: {refused.reason}")
+            return await self._standing_page(
+                request, visitor, 422, [("error", message)], form, chosen
+            )
+        shown = self._shown_standing(self.desk.facts(), made)
+        self.desk.sessions.flash(
+            visitor.session.key,
+            "ok",
+            f"{shown.services} allowed for {shown.delegate} at any time until the end of"
+            f" {shown.last_day}.",
+        )
+        return RedirectResponse("/standing", status_code=303)
+
+    async def end_standing(self, request: Request) -> Response:
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        if await self._form(request, visitor) is None:
+            return await self._standing_page(request, visitor, 403, [("error", CSRF_FAILED)])
+        try:
+            gone = self.desk.end_standing(visitor, request.path_params["ident"])
+        except Forbidden as forbidden:
+            return await self._standing_page(request, visitor, 403, [("error", str(forbidden))])
+        except NotFound as missing:
+            return await self._standing_page(request, visitor, 404, [("error", f"{missing}.")])
+        shown = self._shown_standing(self.desk.facts(), gone)
+        self.desk.sessions.flash(
+            visitor.session.key, "ok", f"Ended: {shown.services} for {shown.delegate}."
+        )
+        return RedirectResponse("/standing", status_code=303)
+
+    async def _standing_page(
+        self,
+        request: Request,
+        visitor: Visitor,
+        status: int = 200,
+        messages: list[tuple[str, str]] | None = None,
+        form: Mapping[str, str] | None = None,
+        chosen: list[str] | None = None,
+    ) -> Response:
+        try:
+            shown, holders = self.desk.review_standing(visitor)
+        except Forbidden as forbidden:
+            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
+        facts = self.desk.facts()
+        now = self.desk.now().astimezone(facts.timetable.zone)
+        end_of_year = year_end(facts)
+        last_day = end_of_year - dt.timedelta(days=1) if end_of_year else None
+        names = self._staff_names()
+        categories = facts.services.categories
+        return self._render(
+            request,
+            "standing.html",
+            visitor,
+            status,
+            messages=messages or [],
+            holders=holders,
+            rows=[self._shown_standing(facts, p, names) for p in shown],
+            can_add=visitor.role in STANDING_CREATORS,
+            manager=visitor.role is Role.ICT_MANAGER,
+            groups=[
+                (categories[cid].description or cid, services)
+                for cid, services in exemptible(facts).items()
+            ],
+            people=[
+                (code, _named(code, names))
+                for code in sorted({d.owner for d in facts.devices})
+                if code
+            ],
+            staff_devices=[(d.id, _named(d.owner, names)) for d in facts.devices if d.owner],
+            today=f"{now:%Y-%m-%d}",
+            last_day=f"{last_day:%Y-%m-%d}" if last_day and last_day.date() >= now.date() else "",
+            last_day_text=f"{last_day:%a %d %b %Y}" if last_day else "",
+            form=form or {},
+            chosen=chosen or [],
+        )
+
+    def _staff_names(self) -> dict[str, str]:
+        """Teacher code → display name, from the local accounts."""
+        return {u.teacher: u.display_name for u in self.desk.accounts.users() if u.teacher}
+
+    def _shown_standing(
+        self, facts: Facts, permission: Exemption, names: Mapping[str, str] | None = None
+    ) -> _ShownStanding:
+        names = self._staff_names() if names is None else names
+        known = facts.services.services
+        zone = facts.timetable.zone
+        value = permission.scope_value
+        if permission.scope is ScopeKind.ACCOUNT:
+            delegate = f"{_named(value, names)}: all their devices"
+        else:
+            device = next((d for d in facts.devices if d.id == value), None)
+            owner = f" ({_named(device.owner, names)})" if device and device.owner else ""
+            delegate = f"device {value}{owner}"
+        last = permission.end.astimezone(zone) - dt.timedelta(seconds=1)
+        return _ShownStanding(
+            id=permission.id,
+            services=", ".join(known[s].name if s in known else s for s in permission.services),
+            delegate=delegate,
+            since=f"{permission.start.astimezone(zone):%d %b %Y}",
+            last_day=f"{last:%a %d %b %Y}",
+            by=permission.created_by,
+            instruction=permission.instruction,
+            reason=permission.reason,
+        )
+
+
+@dataclass(frozen=True)
+class _ShownStanding:
+    """A standing permission as the review page lists it."""
+
+    id: str
+    services: str  # their names
+    delegate: str
+    since: str
+    last_day: str  # it ends at the end of this day
+    by: str
+    instruction: str
+    reason: str
+
 
 @dataclass(frozen=True)
 class _ShownInvestigation:
@@ -517,6 +679,11 @@ def _request_doc(form: Mapping[str, str]) -> dict[str, Any]:
     if until != "lesson":
         doc["minutes"] = int(until) if until.isdigit() else -1
     return doc
+
+
+def _named(code: str, names: Mapping[str, str]) -> str:
+    """``"Ms Smith (MSM)"``, or the teacher code alone when no account has it."""
+    return f"{names[code]} ({code})" if names.get(code) else code
 
 
 def _sentence(text: str) -> str:

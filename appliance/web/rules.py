@@ -19,7 +19,14 @@ from typing import Any
 from appliance.accounts.roles import Role
 from appliance.exemptions.request import ExemptionRefused, make_exemption, parse_target
 from appliance.lists.services import CategoryPolicy
-from appliance.policy.facts import LESSON_SCOPES, Device, Exemption, Facts, ScopeKind
+from appliance.policy.facts import (
+    LESSON_SCOPES,
+    Device,
+    Exemption,
+    Facts,
+    LessonRule,
+    ScopeKind,
+)
 from appliance.timetable.model import Lesson
 
 EXEMPTERS: frozenset[Role] = frozenset({Role.TEACHER, Role.ICT_MANAGER})
@@ -86,18 +93,18 @@ def parse_request(doc: Any) -> Request:
     for key in doc:
         if key not in FIELDS:
             raise Refused(str(key), f"unknown field; allowed: {', '.join(FIELDS)}")
-    service = _text(doc, "service", 64)
-    category = _text(doc, "category", 64)
+    service = text_field(doc, "service", 64)
+    category = text_field(doc, "category", 64)
     if bool(service) == bool(category):
         raise Refused("service", "give a service id or a category (one of the two)")
-    scope = _text(doc, "scope", 16)
+    scope = text_field(doc, "scope", 16)
     if scope not in LESSON_SCOPES:
         allowed = ", ".join(s for s in ScopeKind if s in LESSON_SCOPES)
         raise Refused("scope", f"must be one of: {allowed}")
-    scope_value = _text(doc, "scope_value", 100)
+    scope_value = text_field(doc, "scope_value", 100)
     if not scope_value:
         raise Refused("scope_value", "is required: the room, class or device")
-    reason = " ".join(_text(doc, "reason", 1000).split())
+    reason = " ".join(text_field(doc, "reason", 1000).split())
     shortest, longest = REASON_LENGTH
     if not shortest <= len(reason) <= longest:
         raise Refused("reason", f"is required: {shortest} to {longest} characters")
@@ -207,6 +214,12 @@ def exemptible(facts: Facts) -> dict[str, tuple[tuple[str, str], ...]]:
     return out
 
 
+def devices_rule(facts: Facts) -> bool:
+    """True when some network keeps its devices off the internet in lessons, so a teacher
+    may offer "devices allowed this lesson" (the target :data:`~appliance.policy.facts.DEVICES`)."""
+    return any(n.lessons is LessonRule.BLOCK_INTERNET for n in facts.networks)
+
+
 def _known_scope(facts: Facts, request: Request) -> Request:
     """The scope names something configured; a device by address becomes its id."""
     value = request.scope_value
@@ -242,7 +255,8 @@ def _devices_in(facts: Facts, room_name: str, klass: str) -> tuple[Device, ...]:
     )
 
 
-def _text(doc: Mapping[str, Any], key: str, longest: int) -> str:
+def text_field(doc: Mapping[str, Any], key: str, longest: int) -> str:
+    """The text of ``doc[key]``, stripped ("" when absent), or :class:`Refused`."""
     value = doc.get(key)
     if value is None:
         return ""

@@ -112,3 +112,9 @@ def web(school_dir: Path, state: Path, clock: SetClock) -> Iterator[Web]:
 def allow(client: TestClient, **fields: Any) -> Any:
     body = {"service": "youtube", "scope": "room", "scope_value": "S12", "reason": "video project"}
     return client.post("/api/v1/exemptions", json={**body, **fields})
+
+
+def stand(client: TestClient, **fields: Any) -> Any:
+    """A standing permission through the API (the ict-manager adds an ``instruction``)."""
+    body = {"services": ["x"], "delegate": "MSM", "reason": "@ExampleAcademy on X"}
+    return client.post("/api/v1/standing", json={**body, **fields})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -13,10 +14,13 @@ from appliance.accounts.store import ACCOUNTS_FILE
 from appliance.policy.decision import Verdict
 from appliance.policy.facts import Client
 from appliance.runtime.state import PolicyState
-from tests.web.conftest import LUNCH, PASSWORD, ROLE_USER, USERS, Web, allow
+from tests.web.conftest import LUNCH, PASSWORD, ROLE_USER, USERS, Web, allow, stand
 
 EXEMPTERS = (Role.TEACHER, Role.ICT_MANAGER)
 OTHERS = (Role.DSL, Role.SLT, Role.HEADTEACHER)
+INSTRUCTION = "email from the Head, 20 Nov 2026"
+STANDING_READERS = (Role.ICT_MANAGER, Role.DSL, Role.SLT, Role.HEADTEACHER)
+NOT_CREATORS = (Role.TEACHER, Role.DSL, Role.SLT)
 
 
 def audit_actions(web: Web) -> list[str]:
@@ -38,6 +42,9 @@ def audit_actions(web: Web) -> list[str]:
         ("GET", "/api/v1/exemptions"),
         ("POST", "/api/v1/exemptions"),
         ("DELETE", "/api/v1/exemptions/ex-12345678"),
+        ("GET", "/api/v1/standing"),
+        ("POST", "/api/v1/standing"),
+        ("DELETE", "/api/v1/standing/st-12345678"),
     ],
 )
 def test_every_route_needs_a_session(web: Web, method: str, path: str) -> None:
@@ -235,6 +242,235 @@ def test_a_teacher_sees_their_lessons_exemptions_not_others(web: Web) -> None:
     mine = web.signed_in("msmith").get("/api/v1/exemptions").json()["exemptions"]
     assert [e["scope_value"] for e in mine] == ["S12"]
     assert web.signed_in("jpatel").get("/api/v1/exemptions").json() == {"exemptions": []}
+
+
+# -- standing permissions (official school accounts) ------------------------------------------
+
+
+def stand_as(web: Web, role: Role, **fields: object) -> Any:
+    """A standing permission by someone with ``role`` (the ict-manager on an instruction)."""
+    extra = {"instruction": INSTRUCTION} if role is Role.ICT_MANAGER else {}
+    return stand(web.as_role(role), **{**extra, **fields})
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_who_may_review_standing_permissions(web: Web, role: Role) -> None:
+    response = web.as_role(role).get("/api/v1/standing")
+    if role in STANDING_READERS:
+        assert response.status_code == 200
+        assert response.json() == {"standing": [], "delegates": 0}
+        assert audit_actions(web)[-1] == "standing.list"
+    else:
+        assert response.status_code == 403
+        assert response.json()["error"] == (
+            "Reviewing standing permissions is for ict-manager, dsl, slt or headteacher;"
+            " you are signed in as teacher."
+        )
+        assert audit_actions(web)[-1] == "access.forbidden"
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [(Role.HEADTEACHER, 201), (Role.ICT_MANAGER, 201), (Role.TEACHER, 403), (Role.DSL, 403),
+     (Role.SLT, 403)],
+)  # fmt: skip
+def test_who_may_make_a_standing_permission(web: Web, role: Role, status: int) -> None:
+    response = stand_as(web, role)
+    assert response.status_code == status, response.text
+    listed = web.as_role(Role.HEADTEACHER).get("/api/v1/standing").json()
+    if status == 201:
+        body = response.json()
+        assert body == {
+            "id": body["id"],
+            "services": ["x"],
+            "scope": "account",
+            "scope_value": "MSM",
+            "start": "2026-11-23T09:00:00+00:00",
+            "end": "2027-07-22T00:00:00+01:00",  # the end of the last day of the summer term
+            "created_by": ROLE_USER[role],
+            "instruction": INSTRUCTION if role is Role.ICT_MANAGER else None,
+            "reason": "@ExampleAcademy on X",
+            "kind": "standing",
+            "delegates": 1,
+        }
+        assert body["id"].startswith("st-")
+        assert listed["delegates"] == 1
+        assert [p["id"] for p in listed["standing"]] == [body["id"]]
+    else:
+        assert f"you are signed in as {role}" in response.json()["error"]
+        assert listed == {"standing": [], "delegates": 0}
+
+
+def test_the_ict_manager_needs_the_headteachers_instruction(web: Web) -> None:
+    response = stand(web.as_role(Role.ICT_MANAGER))
+    assert response.status_code == 422
+    assert response.json()["field"] == "instruction"
+    assert "only on the headteacher's written instruction" in response.json()["reason"]
+    assert audit_actions(web)[-1] == "standing.add.refused"
+
+
+@pytest.mark.parametrize("role", NOT_CREATORS)
+def test_standing_role_is_checked_before_the_body(web: Web, role: Role) -> None:
+    response = web.as_role(role).post(
+        "/api/v1/standing", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [(Role.HEADTEACHER, 200), (Role.ICT_MANAGER, 200), (Role.TEACHER, 403), (Role.DSL, 403),
+     (Role.SLT, 403)],
+)  # fmt: skip
+def test_who_may_end_a_standing_permission(web: Web, role: Role, status: int) -> None:
+    ident = stand_as(web, Role.HEADTEACHER).json()["id"]
+    response = web.as_role(role).delete(f"/api/v1/standing/{ident}")
+    assert response.status_code == status, response.text
+    left = web.as_role(Role.HEADTEACHER).get("/api/v1/standing").json()
+    if status == 200:
+        assert response.json()["id"] == ident
+        assert response.json()["end"] == "2026-11-23T09:00:00+00:00"
+        assert response.json()["delegates"] == 0
+        assert left == {"standing": [], "delegates": 0}
+        assert "standing.end" in audit_actions(web)
+    else:
+        assert left["delegates"] == 1
+
+
+def test_ending_a_standing_permission_not_in_force_is_404(web: Web) -> None:
+    head = web.as_role(Role.HEADTEACHER)
+    assert head.delete("/api/v1/standing/st-00000000").status_code == 404
+    ident = stand(head).json()["id"]
+    assert head.delete(f"/api/v1/standing/{ident}").status_code == 200
+    again = head.delete(f"/api/v1/standing/{ident}")
+    assert again.status_code == 404
+    assert again.json() == {"error": f"no standing permission {ident} in force"}
+
+
+def test_delegates_count_devices_and_people(web: Web) -> None:
+    head = web.as_role(Role.HEADTEACHER)
+    assert stand(head).json()["delegates"] == 1
+    assert stand(head, services=["instagram"]).json()["delegates"] == 1  # the same person
+    by_address = stand(head, delegate="10.30.1.2", services=["x", "facebook"]).json()
+    assert (by_address["scope"], by_address["scope_value"]) == ("device", "jpt-laptop")
+    assert by_address["delegates"] == 2
+    assert by_address["services"] == ["x", "facebook"]
+    assert head.get("/api/v1/standing").json()["delegates"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        ({"services": None}, "services", "must be a list of service ids"),
+        ({"services": "x"}, "services", "must be a list of service ids"),
+        ({"services": [5]}, "services", "must be a list of service ids"),
+        ({"services": []}, "services", "choose at least one service"),
+        ({"services": ["myspace"]}, "services", "no service myspace"),
+        ({"services": ["illegal-content"]}, "services", "is never-exemptible"),
+        ({"services": ["vpn-services"]}, "services", "is bypass"),
+        ({"delegate": None}, "delegate", "is required"),
+        ({"delegate": 7}, "delegate", "must be text"),
+        ({"delegate": "XYZ"}, "delegate", "is not a registered device"),
+        ({"delegate": "s12-ipad-01"}, "delegate", "is not a staff device"),
+        ({"delegate": "10.20.12.50"}, "delegate", "is not a staff device"),
+        ({"until": "21/07/2027"}, "until", "must be a date, YYYY-MM-DD"),
+        ({"until": "2027-02-30"}, "until", "must be a date, YYYY-MM-DD"),
+        ({"until": 20270721}, "until", "must be a date, YYYY-MM-DD"),
+        ({"until": "2026-11-22"}, "until", "is before today"),
+        ({"until": "2027-07-22"}, "until", "after the end of the academic year (2027-07-21)"),
+        ({"reason": None}, "reason", "3 to 200 characters"),
+        ({"reason": "x" * 201}, "reason", "3 to 200 characters"),
+        ({"instruction": ["x"]}, "instruction", "must be text"),
+        ({"colour": "red"}, "colour", "unknown field"),
+    ],
+)
+def test_bad_standing_requests_name_the_field(
+    web: Web, fields: dict[str, object], field: str, reason: str
+) -> None:
+    head = web.as_role(Role.HEADTEACHER)
+    response = stand(head, **fields)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["field"], body["error"]) == (field, f"{field}: {body['reason']}")
+    assert reason in body["reason"]
+    assert head.get("/api/v1/standing").json()["delegates"] == 0
+
+
+def test_a_delegate_holds_a_service_once(web: Web) -> None:
+    head = web.as_role(Role.HEADTEACHER)
+    ident = stand(head, services=["x", "instagram"]).json()["id"]
+    again = stand(head, services=["facebook", "instagram"])
+    assert again.status_code == 422
+    assert again.json()["field"] == "delegate"
+    assert f"account:MSM already holds {ident} for instagram" in again.json()["reason"]
+
+
+def test_standing_until_a_date(web: Web) -> None:
+    made = stand(web.as_role(Role.HEADTEACHER), until="2026-12-18").json()
+    assert made["end"] == "2026-12-19T00:00:00+00:00"  # the end of that day
+
+
+def test_standing_requests_from_another_site_are_refused(web: Web) -> None:
+    head = web.as_role(Role.HEADTEACHER)
+    ident = stand(head).json()["id"]
+    for response in (
+        head.post(
+            "/api/v1/standing",
+            json={"services": ["instagram"], "delegate": "MSM", "reason": "@Example on X"},
+            headers={"sec-fetch-site": "cross-site"},
+        ),
+        head.delete(f"/api/v1/standing/{ident}", headers={"origin": "https://evil.test"}),
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"] == "cross-site request refused"
+    assert head.get("/api/v1/standing").json()["delegates"] == 1
+
+
+def test_standing_steps_are_audited_with_the_address(web: Web) -> None:
+    head = web.as_role(Role.HEADTEACHER)
+    ident = stand(head).json()["id"]
+    head.delete(f"/api/v1/standing/{ident}")
+    log = AuditLog(web.state / ACCOUNTS_FILE)
+    entries = [e for e in reversed(log.entries()) if e.action.startswith("standing.")]
+    log.close()
+    assert [e.action for e in entries] == ["standing.add", "standing.end"]
+    for entry in entries:
+        assert (entry.actor, entry.role, entry.address) == ("head", "headteacher", "testclient")
+    assert f"{ident} account:MSM x until" in entries[0].detail
+    assert "@ExampleAcademy on X (1 delegates)" in entries[0].detail
+
+
+def test_a_standing_permission_reaches_the_data_path(web: Web) -> None:
+    policy = PolicyState(web.school, web.state, web.clock)
+    laptop = Client(ipaddress.ip_address("10.30.1.1"))  # msm-laptop, in a lesson
+    assert policy.decide(laptop, "x.com").verdict is Verdict.BLOCK
+    ident = stand(web.as_role(Role.HEADTEACHER)).json()["id"]
+    policy.refresh()
+    decision = policy.decide(laptop, "x.com")
+    assert (decision.verdict, decision.exemption_id) == (Verdict.ALLOW, ident)
+    assert policy.decide(laptop, "www.instagram.com").verdict is Verdict.BLOCK  # not named
+    web.as_role(Role.HEADTEACHER).delete(f"/api/v1/standing/{ident}")
+    policy.refresh()
+    assert policy.decide(laptop, "x.com").verdict is Verdict.BLOCK
+    policy.store.close()  # type: ignore[union-attr]
+
+
+# -- devices allowed this lesson (a network that keeps devices off the internet in lessons) ---
+
+
+def test_devices_allowed_this_lesson(web: Web) -> None:
+    policy = PolicyState(web.school, web.state, web.clock)
+    phone = Client(ipaddress.ip_address("10.22.12.40"))  # the BYOD Wi-Fi in S12
+    assert policy.decide(phone, "example.org").verdict is Verdict.BLOCK
+    response = allow(web.signed_in("msmith"), service="devices", reason="quiz on phones")
+    assert response.status_code == 201, response.text
+    assert (response.json()["service"], response.json()["end"]) == (
+        "devices",
+        "2026-11-23T09:50:00+00:00",
+    )
+    policy.refresh()
+    assert policy.decide(phone, "example.org").verdict is Verdict.ALLOW
+    policy.store.close()  # type: ignore[union-attr]
 
 
 # -- bad input --------------------------------------------------------------------------------

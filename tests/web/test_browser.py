@@ -108,8 +108,8 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Any]:
+def phone(browser: Any, server: Server) -> Any:
+    """A browser context of its own (its own cookies) at a phone's size."""
     context = browser.new_context(
         viewport={"width": 390, "height": 844},
         device_scale_factor=2,
@@ -119,8 +119,13 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
         base_url=server.url,
     )
     context.set_default_timeout(10_000)
-    tab = context.new_page()
-    yield tab
+    return context
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    context = phone(browser, server)
+    yield context.new_page()
     context.close()
 
 
@@ -276,3 +281,65 @@ def test_investigation_started_by_the_ict_manager(page: Any) -> None:
     assert "is waiting for a second person (dsl or slt) to approve it." in flash(page)
     assert page.locator(".badge.pending").count() == 1
     shot(page, "15-investigation-pending")
+
+
+def test_the_headteacher_reviews_standing_permissions(
+    page: Any, browser: Any, server: Server
+) -> None:
+    sign_in(page, "head")
+    page.click("nav >> text=Standing permissions")
+    page.wait_for_selector("h1:has-text('Standing permissions')")
+    assert page.inner_text(".delegates") == "0 delegates — the policy asks for as few as possible"
+    assert page.locator("#instruction").count() == 0  # only the ict-manager gives one
+    assert page.input_value("#until") == "2027-07-21"  # the end of the academic year
+    page.click("summary:has-text('Social networks')")
+    page.check("input[name=services][value=x]")
+    page.check("input[name=services][value=instagram]")
+    page.select_option("#delegate", "MSM")
+    page.fill("#st-reason", "@ExampleAcademy on X and Instagram")
+    shot(page, "16-standing-form")
+    page.click("button:has-text('Give permission')")
+    page.wait_for_selector(".flash.ok")
+    assert flash(page) == (
+        "Instagram, X (Twitter) allowed for Ms Smith (MSM): all their devices at any time until"
+        " the end of Wed 21 Jul 2027."
+    )
+    assert page.inner_text(".delegates") == "1 delegate — the policy asks for as few as possible"
+    listed = page.locator(".standing-row")
+    assert listed.count() == 1
+    text = listed.first.inner_text()
+    assert "Instagram, X (Twitter) · Ms Smith (MSM): all their devices" in text
+    assert "until the end of Wed 21 Jul 2027" in text and "by head" in text
+    shot(page, "17-standing-listed")
+
+    slt = phone(browser, server)
+    try:
+        other = slt.new_page()
+        sign_in(other, "slt")
+        other.click("nav >> text=Standing permissions")
+        other.wait_for_selector(".standing-row")
+        assert "1 delegate" in other.inner_text(".delegates")
+        assert other.locator("form[action='/standing']").count() == 0
+        assert other.locator("button:has-text('End')").count() == 0
+        shot(other, "18-standing-slt")
+    finally:
+        slt.close()
+
+    page.click(".standing-row button:has-text('End')")
+    page.wait_for_selector("text=Ended: Instagram, X (Twitter) for Ms Smith (MSM)")
+    assert page.locator(".standing-row").count() == 0
+    assert page.inner_text(".delegates").startswith("0 delegates")
+    shot(page, "19-standing-ended")
+
+
+def test_a_teacher_may_not_open_standing_permissions(page: Any) -> None:
+    sign_in(page, "jpatel")  # locked out above only until 09:1x; the clock is past that now
+    page.wait_for_selector("h1")
+    assert page.locator("nav >> text=Standing permissions").count() == 0
+    page.goto("/standing")
+    page.wait_for_selector(".flash.error")
+    assert flash(page) == (
+        "Reviewing standing permissions is for ict-manager, dsl, slt or headteacher;"
+        " you are signed in as teacher."
+    )
+    shot(page, "20-standing-teacher-forbidden")

@@ -234,3 +234,120 @@ def test_nothing_in_the_app_changes_the_audit_log(web: Web) -> None:
         assert client.request(method, "/audit").status_code == 405
     routes = {getattr(r, "path", "") for r in web.app.routes}
     assert not any(path.startswith(("/audit/", "/api/v1/audit")) for path in routes)
+
+
+# -- standing permissions (official school accounts) ------------------------------------------
+
+
+def test_the_headteacher_gives_and_ends_a_standing_permission(web: Web) -> None:
+    client, _ = sign_in(web, "head")
+    page = client.get("/standing").text
+    assert "<strong>0</strong> delegates — the policy asks for as few as possible" in page
+    assert 'name="instruction"' not in page  # the headteacher's own permission
+    assert 'value="2027-07-21" min="2026-11-23" max="2027-07-21"' in page  # the year's end
+    assert '<option value="MSM">Ms Smith (MSM)</option>' in page
+    assert 'value="illegal-content"' not in page and 'value="vpn-services"' not in page
+    made = client.post(
+        "/standing",
+        data={"csrf": csrf(page), "services": ["x", "instagram"], "delegate": "MSM",
+              "until": "2027-07-21", "reason": "@ExampleAcademy on X"},
+    )  # fmt: skip
+    assert made.status_code == 200
+    assert (
+        "X (Twitter), Instagram allowed for Ms Smith (MSM): all their devices at any time until"
+        " the end of Wed 21 Jul 2027."
+    ) in made.text
+    assert "<strong>1</strong> delegate — the policy" in made.text
+    assert "Given 23 Nov 2026 by head" in made.text
+    ident = re.search(r'action="/standing/([^/]+)/end"', made.text)
+    assert ident
+    ended = client.post(f"/standing/{ident[1]}/end", data={"csrf": csrf(made.text)})
+    assert "Ended: X (Twitter), Instagram for Ms Smith (MSM): all their devices." in ended.text
+    assert "None: no one holds a standing permission." in ended.text
+
+
+def test_the_ict_manager_records_the_instruction(web: Web) -> None:
+    client, _ = sign_in(web, "ict")
+    page = client.get("/standing").text
+    assert 'name="instruction"' in page
+    fields = {"csrf": csrf(page), "services": "youtube", "delegate": "jpt-laptop",
+              "until": "2026-12-18", "reason": "Science channel"}  # fmt: skip
+    refused = client.post("/standing", data=fields)
+    assert refused.status_code == 422
+    assert "The headteacher&#39;s instruction: an ict-manager makes a standing" in refused.text
+    assert 'value="Science channel"' in refused.text and 'value="youtube" checked' in refused.text
+    made = client.post("/standing", data={**fields, "instruction": "Letter from the Head, 20/11"})
+    assert "YouTube allowed for device jpt-laptop (Mr Patel (JPT))" in made.text
+    assert "until the end of Fri 18 Dec 2026" in made.text
+    assert "on the headteacher's instruction: “Letter from the Head, 20/11”" in made.text
+
+
+def test_a_standing_refusal_says_which_field(web: Web) -> None:
+    client, _ = sign_in(web, "head")
+    page = client.get("/standing").text
+    response = client.post(
+        "/standing",
+        data={"csrf": csrf(page), "delegate": "MSM", "reason": "@ExampleAcademy on X"},
+    )
+    assert response.status_code == 422
+    assert "Services: choose at least one service." in response.text
+    assert '<option value="MSM" selected>' in response.text
+
+
+@pytest.mark.parametrize("role", [Role.DSL, Role.SLT])
+def test_readers_see_standing_permissions_but_no_form(web: Web, role: Role) -> None:
+    client, page = sign_in(web, ROLE_USER[role])
+    assert 'href="/standing">Standing permissions</a>' in page
+    page = client.get("/standing").text
+    assert 'action="/standing"' not in page
+    response = client.post(
+        "/standing",
+        data={"csrf": csrf(page), "services": "x", "delegate": "MSM", "reason": "trying anyway"},
+    )
+    assert response.status_code == 403
+    assert (
+        "Making a standing permission is for ict-manager or headteacher;"
+        f" you are signed in as {role}."
+    ) in response.text
+
+
+def test_a_teacher_may_not_review_standing_permissions(web: Web) -> None:
+    client, page = sign_in(web, "msmith")
+    assert 'href="/standing"' not in page
+    response = client.get("/standing")
+    assert response.status_code == 403
+    assert "Reviewing standing permissions is for ict-manager, dsl, slt or headteacher" in (
+        response.text
+    )
+
+
+def test_a_standing_form_needs_its_token(web: Web) -> None:
+    client, _ = sign_in(web, "head")
+    response = client.post(
+        "/standing",
+        data={"csrf": "forged", "services": "x", "delegate": "MSM", "reason": "@Example on X"},
+    )
+    assert response.status_code == 403
+    assert "This form was out of date or altered" in response.text
+    assert "<strong>0</strong> delegates" in response.text
+
+
+# -- devices allowed this lesson --------------------------------------------------------------
+
+
+def test_a_teacher_allows_devices_this_lesson(web: Web) -> None:
+    client, page = sign_in(web, "msmith")
+    assert '<option value="service:devices">Devices (all internet) — this lesson</option>' in page
+    response = client.post(
+        "/exemptions",
+        data={"csrf": csrf(page), "target": "service:devices", "scope": "room", "room": "S12",
+              "until": "lesson", "reason": "quiz on phones"},
+    )  # fmt: skip
+    assert "Devices (all internet) allowed for room S12 until 09:50." in response.text
+
+
+def test_no_devices_choice_without_the_rule(web: Web) -> None:
+    school = web.school / "school.yaml"
+    school.write_text(school.read_text().replace("lessons: block-internet", "lessons: none"))
+    _, page = sign_in(web, "msmith")
+    assert "service:devices" not in page
