@@ -14,7 +14,7 @@ class Role(StrEnum):
     ICT_MANAGER = "ict-manager"  # exempts anywhere, starts investigation access
     DSL = "dsl"  # designated safeguarding lead: approves investigations, reads audit and logs
     SLT = "slt"  # senior leadership: approves investigations
-    HEADTEACHER = "headteacher"  # receives alerts; no gateway powers of their own
+    HEADTEACHER = "headteacher"  # standing permissions for official accounts; breach alerts
 
 
 AUDIT_READERS: frozenset[Role] = frozenset({Role.ICT_MANAGER, Role.DSL})
