@@ -38,6 +38,9 @@ DEFAULT_MINUTES = 60
 MAX_MINUTES = 8 * 60
 REASON_LENGTH = (5, 500)
 ALERT_RULE = "investigation"
+# The actor of the step nobody takes: an investigation reaching its end (``lessongate run``
+# notices within a minute, audits it and tells the DSL, like every other step).
+EXPIRY = "lessongate"
 ALERT_RECIPIENT = str(Role.DSL)
 
 _CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/._-]{1,39}")
@@ -75,6 +78,8 @@ class Investigation:
         return f"{self.scope}:{self.subject}"
 
     def status(self, now: dt.datetime) -> Status:
+        if self.ended_by == EXPIRY:
+            return Status.EXPIRED
         if self.ended_at is not None:
             refused = not self.approved_by and self.ended_by != self.started_by
             return Status.REFUSED if refused else Status.ENDED
@@ -203,7 +208,14 @@ class Investigations:
         )
         started = self._get(exemption.id)
         self._record(
-            started, by, action, now, address, "started", "waiting for dsl or slt to approve"
+            started,
+            by.name,
+            str(by.role),
+            action,
+            now,
+            address,
+            "started",
+            "waiting for dsl or slt to approve",
         )
         return started
 
@@ -222,7 +234,16 @@ class Investigations:
             self._refused(by, action, now, address, f"{ident}: no longer pending")
             raise InvestigationRefused(f"{ident} is no longer pending")
         approved = self._get(ident)
-        self._record(approved, by, action, now, address, "approved", "in force until it ends")
+        self._record(
+            approved,
+            by.name,
+            str(by.role),
+            action,
+            now,
+            address,
+            "approved",
+            "in force until it ends",
+        )
         return approved
 
     def refuse(self, ident: str, *, by: User, now: dt.datetime, address: str = "") -> Investigation:
@@ -235,7 +256,7 @@ class Investigations:
             self._refused(by, action, now, address, f"{ident}: no longer pending")
             raise InvestigationRefused(f"{ident} is no longer pending")
         refused = self._get(ident)
-        self._record(refused, by, action, now, address, "refused")
+        self._record(refused, by.name, str(by.role), action, now, address, "refused")
         return refused
 
     def end(self, ident: str, *, by: User, now: dt.datetime, address: str = "") -> Investigation:
@@ -247,8 +268,24 @@ class Investigations:
             self._refused(by, action, now, address, f"{ident}: not running")
             raise InvestigationRefused(f"{ident}: no such investigation running or pending")
         ended = self._get(ident)
-        self._record(ended, by, action, now, address, "ended")
+        self._record(ended, by.name, str(by.role), action, now, address, "ended")
         return ended
+
+    def close_expired(self, now: dt.datetime) -> tuple[Investigation, ...]:
+        """The step no one takes: each investigation whose end has passed (approved, or still
+        pending and so lapsed) is closed, audited and alerted, once."""
+        closed = []
+        for investigation in self.all():
+            if investigation.ended_at is not None or now < investigation.end:
+                continue
+            if self.store.mark_over(investigation.id, EXPIRY, ExemptionKind.INVESTIGATION, now):
+                lapsed = "" if investigation.approved_by else "never approved"
+                ended = self._get(investigation.id)
+                self._record(
+                    ended, EXPIRY, "system", "investigation.expire", now, "", "ended", lapsed
+                )
+                closed.append(ended)
+        return tuple(closed)
 
     # -- the parts every step shares ------------------------------------------------------------
 
@@ -293,7 +330,8 @@ class Investigations:
     def _record(
         self,
         investigation: Investigation,
-        by: User,
+        actor: str,
+        role: str,
         action: str,
         now: dt.datetime,
         address: str,
@@ -303,8 +341,8 @@ class Investigations:
         """The audit row and the DSL's alert for one step."""
         i = investigation
         self.audit.append(
-            actor=by.name,
-            role=str(by.role),
+            actor=actor,
+            role=role,
             action=action,
             now=now,
             address=address,
@@ -314,7 +352,7 @@ class Investigations:
 
         zone = self.zone
         lines = [
-            f"Investigation access {i.id} {step} by {by.name} ({by.role})"
+            f"Investigation access {i.id} {step} by {actor} ({role})"
             + (f": {note}." if note else "."),
             "",
             f"Device or person: {i.target}",

@@ -170,6 +170,16 @@ class ExemptionStore:
         )
         return cursor.rowcount == 1
 
+    def mark_over(self, exemption_id: str, by: str, kind: ExemptionKind, now: dt.datetime) -> bool:
+        """Note that an exemption of this kind reached its end (at its end time, by ``by``);
+        False when it was already ended or closed, or has not reached its end."""
+        cursor = self._db.execute(
+            "UPDATE exemptions SET ended_at = ends_at, ended_by = ?"
+            " WHERE id = ? AND kind = ? AND ended_at IS NULL AND ends_at <= ?",
+            (by, exemption_id, str(kind), _iso(now)),
+        )
+        return cursor.rowcount == 1
+
     def approve(self, exemption_id: str, by: str, now: dt.datetime) -> bool:
         """Put a pending investigation in force; False unless it is pending, not yet over,
         and ``by`` is not the person who started it."""

@@ -251,6 +251,41 @@ def test_a_pending_request_lapses_at_its_end(
         investigations.approve(started.id, by=DSL, now=NOW + 30 * MINUTE)
 
 
+def test_reaching_the_end_is_a_step_audited_and_alerted_once(
+    example: Config, parts: tuple[Investigations, ExemptionStore, AuditLog], tmp_path: Path
+) -> None:
+    investigations, _, audit = parts
+    approved = investigations.start(
+        example.facts, "s12-ipad-01", case="SG-4", reason="a disclosure", by=ICTM, now=NOW
+    )
+    investigations.approve(approved.id, by=DSL, now=NOW + MINUTE)
+    lapsed = investigations.start(
+        example.facts,
+        "jpt-laptop",
+        case="SG-5",
+        reason="never approved",
+        by=ICTM,
+        now=NOW,
+        minutes=30,
+    )
+    assert investigations.close_expired(NOW + 29 * MINUTE) == ()
+    [closed] = investigations.close_expired(NOW + 30 * MINUTE)
+    assert (closed.id, closed.status(NOW + 30 * MINUTE)) == (lapsed.id, Status.EXPIRED)
+    assert closed.ended_at == NOW + 30 * MINUTE  # its end, not when it was noticed
+    later = NOW + 2 * 60 * MINUTE
+    assert [i.id for i in investigations.close_expired(later)] == [approved.id]
+    assert investigations.close_expired(later) == ()  # once
+    assert investigations.get(approved.id).status(later) is Status.EXPIRED  # type: ignore[union-attr]
+    assert actions(audit)[-2:] == [
+        ("lessongate", "investigation.expire"),
+        ("lessongate", "investigation.expire"),
+    ]
+    assert [s for _, _, s in alerts(tmp_path)][-2:] == [
+        "Investigation access ended: device:jpt-laptop (case SG-5)",
+        "Investigation access ended: device:s12-ipad-01 (case SG-4)",
+    ]
+
+
 @pytest.mark.parametrize(
     ("subject", "case", "reason", "minutes", "message"),
     [
