@@ -10,26 +10,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
-from appliance.accounts.audit import AuditLog
 from appliance.accounts.roles import (
     INVESTIGATION_APPROVERS,
     INVESTIGATION_READERS,
     INVESTIGATION_STARTERS,
     Role,
 )
-from appliance.accounts.store import ACCOUNTS_FILE, User
-from appliance.cli.identity import (
-    SHELL_ADDRESS,
-    add_config_arguments,
-    add_identity_arguments,
-    open_config,
-    sign_in,
-)
-from appliance.config.loader import Config
+from appliance.accounts.store import User
+from appliance.cli.identity import SHELL_ADDRESS, add_config_arguments, add_identity_arguments
+from appliance.cli.steps import Step, signed_in, take
 from appliance.exemptions.investigation import (
     DEFAULT_MINUTES,
     MAX_MINUTES,
@@ -37,8 +30,6 @@ from appliance.exemptions.investigation import (
     InvestigationRefused,
     Investigations,
 )
-from appliance.exemptions.store import ExemptionStore
-from appliance.runtime.state import STORE_FILE
 
 
 def add_parser(commands: Any) -> None:
@@ -60,14 +51,24 @@ def add_parser(commands: Any) -> None:
     )
     start.set_defaults(run=_start)
 
-    for name, help_text, run in (
-        ("approve", "put it in force (dsl or slt, not who started it)", _approve),
-        ("refuse", "say no to a pending request (dsl or slt)", _refuse),
-        ("end", "end it now (ict-manager, dsl or slt)", _end),
+    for name, help_text, allowed, method in (
+        (
+            "approve",
+            "put it in force (dsl or slt, not who started it)",
+            INVESTIGATION_APPROVERS,
+            Investigations.approve,
+        ),
+        (
+            "refuse",
+            "say no to a pending request (dsl or slt)",
+            INVESTIGATION_APPROVERS,
+            Investigations.refuse,
+        ),
+        ("end", "end it now (ict-manager, dsl or slt)", INVESTIGATION_READERS, Investigations.end),
     ):
         step = investigate.add_parser(name, help=help_text)
         step.add_argument("id", metavar="ID")
-        step.set_defaults(run=run)
+        step.set_defaults(run=partial(_by_id, allowed, f"investigation.{name}", method))
 
     listing = investigate.add_parser("list", help="every investigation (ict-manager, dsl, slt)")
     listing.add_argument("--json", action="store_true")
@@ -78,28 +79,35 @@ def add_parser(commands: Any) -> None:
         add_identity_arguments(parser)
 
 
+class _ById(Protocol):
+    """A step on one investigation, named by its id: approve, refuse or end."""
+
+    def __call__(
+        self,
+        investigations: Investigations,
+        ident: str,
+        /,
+        *,
+        by: User,
+        now: dt.datetime,
+        address: str,
+    ) -> Investigation: ...
+
+
 def _step(
     args: argparse.Namespace,
     allowed: frozenset[Role],
     action: str,
-    do: Callable[[Investigations, Config, User, dt.datetime], Investigation],
+    do: Callable[[Investigations, Step], Investigation],
 ) -> int:
-    config, state = open_config(args)
-    zone = config.facts.timetable.zone
-    now = dt.datetime.now(zone)
-    user = sign_in(args, state, allowed, action, now=now, accounts=config.accounts)
-    store = ExemptionStore(state / STORE_FILE)
-    audit = AuditLog(state / ACCOUNTS_FILE)
-    try:
-        investigation = do(Investigations(store, audit, state, zone), config, user, now)
-    except InvestigationRefused as refused:
-        print(f"lessongate: refused: {refused}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-        audit.close()
-    print(_line(investigation, now, zone))
-    return 0
+    def done(step: Step) -> str:
+        return _line(do(_investigations(step), step), step.now, step.zone)
+
+    return take(args, allowed, action, InvestigationRefused, done)
+
+
+def _investigations(step: Step) -> Investigations:
+    return Investigations(step.store, step.audit, step.state, step.zone)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -107,72 +115,45 @@ def _start(args: argparse.Namespace) -> int:
         args,
         INVESTIGATION_STARTERS,
         "investigation.start",
-        lambda inv, config, user, now: inv.start(
-            config.facts,
+        lambda investigations, step: investigations.start(
+            step.config.facts,
             args.subject,
             case=args.case,
             reason=args.reason,
             minutes=args.minutes,
-            by=user,
-            now=now,
+            by=step.user,
+            now=step.now,
             address=SHELL_ADDRESS,
         ),
     )
 
 
-def _approve(args: argparse.Namespace) -> int:
+def _by_id(allowed: frozenset[Role], action: str, method: _ById, args: argparse.Namespace) -> int:
     return _step(
         args,
-        INVESTIGATION_APPROVERS,
-        "investigation.approve",
-        lambda inv, _, user, now: inv.approve(args.id, by=user, now=now, address=SHELL_ADDRESS),
-    )
-
-
-def _refuse(args: argparse.Namespace) -> int:
-    return _step(
-        args,
-        INVESTIGATION_APPROVERS,
-        "investigation.refuse",
-        lambda inv, _, user, now: inv.refuse(args.id, by=user, now=now, address=SHELL_ADDRESS),
-    )
-
-
-def _end(args: argparse.Namespace) -> int:
-    return _step(
-        args,
-        INVESTIGATION_READERS,
-        "investigation.end",
-        lambda inv, _, user, now: inv.end(args.id, by=user, now=now, address=SHELL_ADDRESS),
+        allowed,
+        action,
+        lambda investigations, step: method(
+            investigations, args.id, by=step.user, now=step.now, address=SHELL_ADDRESS
+        ),
     )
 
 
 def _list(args: argparse.Namespace) -> int:
-    config, state = open_config(args)
-    zone = config.facts.timetable.zone
-    now = dt.datetime.now(zone)
-    user = sign_in(
-        args, state, INVESTIGATION_READERS, "investigation.list", now=now, accounts=config.accounts
-    )
-    store = ExemptionStore(state / STORE_FILE)
-    audit = AuditLog(state / ACCOUNTS_FILE)
-    try:
-        audit.append(
-            actor=user.name,
-            role=str(user.role),
+    with signed_in(args, INVESTIGATION_READERS, "investigation.list") as step:
+        step.audit.append(
+            actor=step.user.name,
+            role=str(step.user.role),
             action="investigation.list",
-            now=now,
+            now=step.now,
             address=SHELL_ADDRESS,
         )
-        investigations = Investigations(store, audit, state, zone).all()
-    finally:
-        store.close()
-        audit.close()
+        investigations = _investigations(step).all()
     if args.json:
-        print(json.dumps([i.as_dict(now) for i in investigations], indent=2))
+        print(json.dumps([i.as_dict(step.now) for i in investigations], indent=2))
         return 0
     for investigation in investigations:
-        print(_line(investigation, now, zone))
+        print(_line(investigation, step.now, step.zone))
     return 0
 
 

@@ -11,22 +11,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from appliance.accounts.audit import AuditLog
 from appliance.accounts.roles import Role
-from appliance.accounts.store import ACCOUNTS_FILE, User
-from appliance.cli.identity import (
-    SHELL_ADDRESS,
-    add_config_arguments,
-    add_identity_arguments,
-    open_config,
-    sign_in,
-)
-from appliance.config.loader import Config
+from appliance.cli.identity import SHELL_ADDRESS, add_config_arguments, add_identity_arguments
+from appliance.cli.steps import Step, signed_in, take
 from appliance.exemptions.standing import (
     STANDING_CREATORS,
     STANDING_READERS,
@@ -34,9 +24,7 @@ from appliance.exemptions.standing import (
     StandingRefused,
     standing_json,
 )
-from appliance.exemptions.store import ExemptionStore
 from appliance.policy.facts import Exemption
-from appliance.runtime.state import STORE_FILE
 
 
 def add_parser(commands: Any) -> None:
@@ -91,38 +79,18 @@ def add_parser(commands: Any) -> None:
         add_identity_arguments(parser)
 
 
-@contextmanager
-def _signed_in(
-    args: argparse.Namespace, allowed: frozenset[Role], action: str
-) -> Iterator[tuple[StandingPermissions, Config, User, dt.datetime]]:
-    config, state = open_config(args)
-    now = dt.datetime.now(config.facts.timetable.zone)
-    user = sign_in(args, state, allowed, action, now=now, accounts=config.accounts)
-    store = ExemptionStore(state / STORE_FILE)
-    audit = AuditLog(state / ACCOUNTS_FILE)
-    try:
-        yield StandingPermissions(store, audit), config, user, now
-    finally:
-        store.close()
-        audit.close()
-
-
 def _step(
     args: argparse.Namespace,
     allowed: frozenset[Role],
     action: str,
-    do: Callable[[StandingPermissions, Config, User, dt.datetime], Exemption],
+    do: Callable[[StandingPermissions, Step], Exemption],
 ) -> int:
-    with _signed_in(args, allowed, action) as (permissions, config, user, now):
-        try:
-            permission = do(permissions, config, user, now)
-        except StandingRefused as refused:
-            print(f"lessongate: refused: {refused}", file=sys.stderr)
-            return 1
-        holders = permissions.delegates(now)
-    print(_line(permission, config.facts.timetable.zone))
-    print(f"{holders} delegates hold a standing permission")
-    return 0
+    def done(step: Step) -> str:
+        permissions = StandingPermissions(step.store, step.audit)
+        permission = do(permissions, step)
+        return f"{_line(permission, step.zone)}\n{_holders(permissions.delegates(step.now))}"
+
+    return take(args, allowed, action, StandingRefused, done)
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -130,15 +98,15 @@ def _add(args: argparse.Namespace) -> int:
         args,
         STANDING_CREATORS,
         "standing.add",
-        lambda permissions, config, user, now: permissions.add(
-            config.facts,
+        lambda permissions, step: permissions.add(
+            step.config.facts,
             args.delegate,
             args.service,
             reason=args.reason,
             until=args.until,
             instruction=args.instruction,
-            by=user,
-            now=now,
+            by=step.user,
+            now=step.now,
             address=SHELL_ADDRESS,
         ),
     )
@@ -149,24 +117,31 @@ def _end(args: argparse.Namespace) -> int:
         args,
         STANDING_CREATORS,
         "standing.end",
-        lambda permissions, _, user, now: permissions.end(
-            args.id, by=user, now=now, address=SHELL_ADDRESS
+        lambda permissions, step: permissions.end(
+            args.id, by=step.user, now=step.now, address=SHELL_ADDRESS
         ),
     )
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _signed_in(args, STANDING_READERS, "standing.list") as (permissions, config, user, now):
-        shown = permissions.review(by=user, now=now, address=SHELL_ADDRESS, ended=args.all)
-        holders = permissions.delegates(now)
+    with signed_in(args, STANDING_READERS, "standing.list") as step:
+        permissions = StandingPermissions(step.store, step.audit)
+        shown = permissions.review(
+            by=step.user, now=step.now, address=SHELL_ADDRESS, ended=args.all
+        )
+        holders = permissions.delegates(step.now)
     if args.json:
         doc = {"delegates": holders, "permissions": [standing_json(p) for p in shown]}
         print(json.dumps(doc, indent=2))
         return 0
     for permission in shown:
-        print(_line(permission, config.facts.timetable.zone))
-    print(f"{holders} delegates hold a standing permission")
+        print(_line(permission, step.zone))
+    print(_holders(holders))
     return 0
+
+
+def _holders(count: int) -> str:
+    return f"{count} delegates hold a standing permission"
 
 
 def _line(p: Exemption, zone: dt.tzinfo) -> str:

@@ -28,9 +28,9 @@ from appliance.accounts.roles import (
     INVESTIGATION_READERS,
     INVESTIGATION_STARTERS,
     Role,
-    describe,
 )
 from appliance.accounts.store import User
+from appliance.exemptions.steps import AuditedSteps
 from appliance.exemptions.store import ExemptionStore, Record
 from appliance.policy.facts import Exemption, ExemptionKind, Facts, Group, ScopeKind
 
@@ -140,8 +140,10 @@ def parse_subject(facts: Facts, text: str) -> tuple[ScopeKind, str]:
     )
 
 
-class Investigations:
+class Investigations(AuditedSteps):
     """Each step: check the person's role, change the store, audit, alert the DSL."""
+
+    refusal = InvestigationRefused
 
     def __init__(
         self, store: ExemptionStore, audit: AuditLog, state_dir: Path, zone: dt.tzinfo = dt.UTC
@@ -289,19 +291,6 @@ class Investigations:
 
     # -- the parts every step shares ------------------------------------------------------------
 
-    def _allowed(
-        self,
-        by: User,
-        roles: frozenset[Role],
-        action: str,
-        what: str,
-        now: dt.datetime,
-        address: str,
-    ) -> None:
-        if by.role not in roles or by.disabled:
-            self._refused(by, action, now, address, f"role {by.role}")
-            raise InvestigationRefused(f"{what} is for {describe(roles)}; {by.name} is {by.role}")
-
     def _pending(
         self, ident: str, by: User, action: str, now: dt.datetime, address: str
     ) -> Investigation:
@@ -316,16 +305,6 @@ class Investigations:
         found = self.get(ident)
         assert found is not None, ident
         return found
-
-    def _refused(self, by: User, action: str, now: dt.datetime, address: str, detail: str) -> None:
-        self.audit.append(
-            actor=by.name,
-            role=str(by.role),
-            action=f"{action}.refused",
-            now=now,
-            address=address,
-            detail=detail,
-        )
 
     def _record(
         self,

@@ -27,9 +27,10 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from appliance.accounts.audit import AuditLog
-from appliance.accounts.roles import Role, describe
+from appliance.accounts.roles import Role
 from appliance.accounts.store import User
 from appliance.exemptions.investigation import InvestigationRefused, parse_subject
+from appliance.exemptions.steps import AuditedSteps
 from appliance.exemptions.store import ExemptionStore
 from appliance.lists.services import CategoryPolicy
 from appliance.policy.facts import Exemption, ExemptionKind, Facts, Group, ScopeKind
@@ -132,8 +133,10 @@ def standing_json(exemption: Exemption) -> dict[str, object]:
     }
 
 
-class StandingPermissions:
+class StandingPermissions(AuditedSteps):
     """Each step: check the person's role, change the store, audit."""
+
+    refusal = StandingRefused
 
     def __init__(self, store: ExemptionStore, audit: AuditLog) -> None:
         self.store = store
@@ -243,34 +246,6 @@ class StandingPermissions:
         assert ended is not None, ident
         self._audit(by, action, now, address, _detail(ended, self.delegates(now)))
         return ended
-
-    # -- the parts every step shares ------------------------------------------------------------
-
-    def _allowed(
-        self,
-        by: User,
-        roles: frozenset[Role],
-        action: str,
-        what: str,
-        now: dt.datetime,
-        address: str,
-    ) -> None:
-        if by.role not in roles or by.disabled:
-            self._refused(by, action, now, address, f"role {by.role}")
-            raise StandingRefused(f"{what} is for {describe(roles)}; {by.name} is {by.role}")
-
-    def _refused(self, by: User, action: str, now: dt.datetime, address: str, detail: str) -> None:
-        self._audit(by, f"{action}.refused", now, address, detail)
-
-    def _audit(self, by: User, action: str, now: dt.datetime, address: str, detail: str) -> None:
-        self.audit.append(
-            actor=by.name,
-            role=str(by.role),
-            action=action,
-            now=now,
-            address=address,
-            detail=detail,
-        )
 
 
 def _detail(p: Exemption, holders: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -117,6 +118,29 @@ class Api:
             self.desk.forbidden(visitor, f"cross-site {request.method} {request.url.path}")
         return error(403, "cross-site request refused")
 
+    async def _act(
+        self,
+        request: Request,
+        action: Callable[[Visitor], Awaitable[Response]],
+        changes: bool = True,
+    ) -> Response:
+        """Every route that needs a session: 401 without one, 403 for a cross-site request that
+        `changes` something, then the action's answer, its refusals mapped to 403, 404 and 422."""
+        visitor = self._visitor(request)
+        if visitor is None:
+            return error(401, "not signed in")
+        denied = self._cross_site(request, visitor) if changes else None
+        if denied:
+            return denied
+        try:
+            return await action(visitor)
+        except Forbidden as forbidden:
+            return error(403, str(forbidden))
+        except NotFound as missing:
+            return error(404, str(missing))
+        except Refused as refusal:
+            return refused(refusal)
+
     # -- routes --------------------------------------------------------------------------------
 
     async def sign_in(self, request: Request) -> Response:
@@ -159,139 +183,101 @@ class Api:
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        denied = self._cross_site(request, visitor)
-        if denied:
-            return denied
-        self.desk.sign_out(visitor)
-        response = JSONResponse({"signed_out": True})
-        clear_session_cookie(response, self.desk)
-        return response
+        async def sign_out(visitor: Visitor) -> Response:
+            self.desk.sign_out(visitor)
+            response = JSONResponse({"signed_out": True})
+            clear_session_cookie(response, self.desk)
+            return response
+
+        return await self._act(request, sign_out)
 
     async def me(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        person = visitor.person
-        allowed = self.desk.choices(visitor)
-        zone = self.desk.facts().timetable.zone
-        lesson = allowed.lesson
-        return JSONResponse(
-            {
-                "user": person.name,
-                "role": person.role,
-                "teacher": person.teacher,
-                "display_name": person.display_name,
-                "lesson": {
-                    "period": lesson.period,
-                    "room": lesson.room,
-                    "class": lesson.klass,
-                    "end": allowed.ends.astimezone(zone).isoformat() if allowed.ends else None,
+        async def answer(visitor: Visitor) -> Response:
+            person = visitor.person
+            allowed = self.desk.choices(visitor)
+            zone = self.desk.facts().timetable.zone
+            lesson = allowed.lesson
+            ends = allowed.ends.astimezone(zone).isoformat() if allowed.ends else None
+            return JSONResponse(
+                {
+                    "user": person.name,
+                    "role": person.role,
+                    "teacher": person.teacher,
+                    "display_name": person.display_name,
+                    "lesson": {
+                        "period": lesson.period,
+                        "room": lesson.room,
+                        "class": lesson.klass,
+                        "end": ends,
+                    }
+                    if lesson
+                    else None,
                 }
-                if lesson
-                else None,
-            }
-        )
+            )
+
+        return await self._act(request, answer, changes=False)
 
     async def list_exemptions(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        zone = self.desk.facts().timetable.zone
-        return JSONResponse(
-            {"exemptions": [exemption_json(e, zone) for e in self.desk.exemptions(visitor)]}
-        )
+        async def answer(visitor: Visitor) -> Response:
+            zone = self.desk.facts().timetable.zone
+            return JSONResponse(
+                {"exemptions": [exemption_json(e, zone) for e in self.desk.exemptions(visitor)]}
+            )
+
+        return await self._act(request, answer, changes=False)
 
     async def create_exemption(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        denied = self._cross_site(request, visitor)
-        if denied:
-            return denied
-        try:
+        async def create(visitor: Visitor) -> Response:
             self.desk.may_allow(visitor)  # the role first: a wrong role learns nothing more
             wanted = parse_request(await self._body(request))
             granted = self.desk.allow(visitor, wanted)
-        except Forbidden as forbidden:
-            return error(403, str(forbidden))
-        except Refused as refusal:
-            return refused(refusal)
-        zone = self.desk.facts().timetable.zone
-        return JSONResponse(
-            {**exemption_json(granted.exemption, zone), "merged": granted.merged},
-            status_code=200 if granted.merged else 201,
-        )
+            zone = self.desk.facts().timetable.zone
+            return JSONResponse(
+                {**exemption_json(granted.exemption, zone), "merged": granted.merged},
+                status_code=200 if granted.merged else 201,
+            )
+
+        return await self._act(request, create)
 
     async def end_exemption(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        denied = self._cross_site(request, visitor)
-        if denied:
-            return denied
-        try:
+        async def end(visitor: Visitor) -> Response:
             ended = self.desk.end(visitor, request.path_params["ident"])
-        except Forbidden as forbidden:
-            return error(403, str(forbidden))
-        except NotFound as missing:
-            return error(404, str(missing))
-        zone = self.desk.facts().timetable.zone
-        return JSONResponse(
-            {**exemption_json(ended, zone), "end": self.desk.now().astimezone(zone).isoformat()}
-        )
+            zone = self.desk.facts().timetable.zone
+            now = self.desk.now().astimezone(zone).isoformat()
+            return JSONResponse({**exemption_json(ended, zone), "end": now})
+
+        return await self._act(request, end)
 
     async def list_standing(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        try:
+        async def answer(visitor: Visitor) -> Response:
             shown, holders = self.desk.review_standing(visitor)
-        except Forbidden as forbidden:
-            return error(403, str(forbidden))
-        zone = self.desk.facts().timetable.zone
-        return JSONResponse(
-            {"standing": [standing_json_in(p, zone) for p in shown], "delegates": holders}
-        )
+            zone = self.desk.facts().timetable.zone
+            return JSONResponse(
+                {"standing": [standing_json_in(p, zone) for p in shown], "delegates": holders}
+            )
+
+        return await self._act(request, answer, changes=False)
 
     async def create_standing(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        denied = self._cross_site(request, visitor)
-        if denied:
-            return denied
-        try:
+        async def create(visitor: Visitor) -> Response:
             # the role first: a wrong role learns nothing more
             self.desk.require(visitor, STANDING_CREATORS, "making a standing permission")
-            wanted = parse_standing(await self._body(request))
-            made = self.desk.add_standing(visitor, wanted)
-        except Forbidden as forbidden:
-            return error(403, str(forbidden))
-        except Refused as refusal:
-            return refused(refusal)
-        zone = self.desk.facts().timetable.zone
-        holders = self.desk.standing.delegates(self.desk.now())
-        return JSONResponse({**standing_json_in(made, zone), "delegates": holders}, 201)
+            made = self.desk.add_standing(visitor, parse_standing(await self._body(request)))
+            return self._standing(made, 201)
+
+        return await self._act(request, create)
 
     async def end_standing(self, request: Request) -> Response:
-        visitor = self._visitor(request)
-        if visitor is None:
-            return error(401, "not signed in")
-        denied = self._cross_site(request, visitor)
-        if denied:
-            return denied
-        try:
-            ended = self.desk.end_standing(visitor, request.path_params["ident"])
-        except Forbidden as forbidden:
-            return error(403, str(forbidden))
-        except NotFound as missing:
-            return error(404, str(missing))
+        async def end(visitor: Visitor) -> Response:
+            return self._standing(self.desk.end_standing(visitor, request.path_params["ident"]))
+
+        return await self._act(request, end)
+
+    def _standing(self, permission: Exemption, status: int = 200) -> JSONResponse:
+        """One standing permission, with who holds one now."""
         zone = self.desk.facts().timetable.zone
         holders = self.desk.standing.delegates(self.desk.now())
-        return JSONResponse({**standing_json_in(ended, zone), "delegates": holders})
+        return JSONResponse({**standing_json_in(permission, zone), "delegates": holders}, status)
 
     async def not_found(self, request: Request) -> Response:
         return error(404, f"no such API path: {request.url.path}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
@@ -101,6 +101,24 @@ def routes(desk: Desk) -> list[BaseRoute]:
     ]
 
 
+class _Page(Protocol):
+    """A page that a refused form POST shows again, with a status and messages."""
+
+    def __call__(
+        self,
+        request: Request,
+        visitor: Visitor,
+        status: int = 200,
+        messages: list[tuple[str, str]] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Awaitable[Response]: ...
+
+
+# A form POST's action: does it for the visitor with the posted form and returns the message to
+# flash, or raises Forbidden, NotFound, Refused or InvestigationRefused.
+Action = Callable[[Visitor, Mapping[str, str]], str]
+
+
 @dataclass(frozen=True)
 class Shown:
     """An exemption as the page lists it."""
@@ -162,6 +180,39 @@ class Pages:
             self.desk.forbidden(visitor, f"CSRF token mismatch on POST {request.url.path}")
             return None
         return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    async def _show(self, request: Request, page: _Page) -> Response:
+        """A page for a signed-in visitor; the sign-in page for anyone else."""
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        return await page(request, visitor)
+
+    async def _act(self, request: Request, page: _Page, action: Action, done: str) -> Response:
+        """Every form POST but signing in and out: the visitor, the CSRF check, the action, then
+        a redirect to `done` with the action's message, or `page` again with why it was refused
+        (and, when the form was at fault, what was typed)."""
+        visitor, ended = self._visitor(request)
+        if visitor is None:
+            return self._to_sign_in(ended)
+        form = await self._form(request, visitor)
+        if form is None:
+            return await page(request, visitor, 403, [("error", CSRF_FAILED)])
+        try:
+            message = action(visitor, form)
+        except Forbidden as forbidden:
+            return await page(request, visitor, 403, [("error", str(forbidden))])
+        except NotFound as missing:
+            return await page(request, visitor, 404, [("error", f"{missing}.")])
+        except Refused as refused:
+            label = LABELS.get(refused.field, refused.field)
+            return await page(
+                request, visitor, 422, [("error", _sentence(f"{label}: {refused.reason}"))], form
+            )
+        except InvestigationRefused as refused:
+            return await page(request, visitor, 422, [("error", _sentence(str(refused)))], form)
+        self.desk.sessions.flash(visitor.session.key, "ok", message)
+        return RedirectResponse(done, status_code=303)
 
     # -- signing in and out --------------------------------------------------------------------
 
@@ -237,51 +288,25 @@ class Pages:
     # -- the teacher's page --------------------------------------------------------------------
 
     async def teacher(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        return await self._teacher_page(request, visitor)
+        return await self._show(request, self._teacher_page)
 
     async def allow(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        form = await self._form(request, visitor)
-        if form is None:
-            return await self._teacher_page(request, visitor, 403, [("error", CSRF_FAILED)])
-        try:
+        def allow(visitor: Visitor, form: Mapping[str, str]) -> str:
             self.desk.may_allow(visitor)  # the role first: a wrong role learns nothing more
             granted = self.desk.allow(visitor, parse_request(_request_doc(form)))
-        except Forbidden as forbidden:
-            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
-        except Refused as refused:
-            message = f"{LABELS.get(refused.field, refused.field)}: {refused.reason}"
-            return await self._teacher_page(request, visitor, 422, [("error", message)], form)
-        facts = self.desk.facts()
-        shown = self._shown(facts, visitor, granted.exemption)
-        verb = "still allowed, now" if granted.merged else "allowed"
-        self.desk.sessions.flash(
-            visitor.session.key, "ok", f"{shown.what} {verb} for {shown.where} until {shown.until}."
-        )
-        return RedirectResponse("/teacher", status_code=303)
+            shown = self._shown(self.desk.facts(), visitor, granted.exemption)
+            verb = "still allowed, now" if granted.merged else "allowed"
+            return f"{shown.what} {verb} for {shown.where} until {shown.until}."
+
+        return await self._act(request, self._teacher_page, allow, "/teacher")
 
     async def end(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        if await self._form(request, visitor) is None:
-            return await self._teacher_page(request, visitor, 403, [("error", CSRF_FAILED)])
-        try:
+        def end(visitor: Visitor, _: Mapping[str, str]) -> str:
             gone = self.desk.end(visitor, request.path_params["ident"])
-        except Forbidden as forbidden:
-            return await self._teacher_page(request, visitor, 403, [("error", str(forbidden))])
-        except NotFound as missing:
-            return await self._teacher_page(request, visitor, 404, [("error", f"{missing}.")])
-        shown = self._shown(self.desk.facts(), visitor, gone)
-        self.desk.sessions.flash(
-            visitor.session.key, "ok", f"Ended: {shown.what} for {shown.where}."
-        )
-        return RedirectResponse("/teacher", status_code=303)
+            shown = self._shown(self.desk.facts(), visitor, gone)
+            return f"Ended: {shown.what} for {shown.where}."
+
+        return await self._act(request, self._teacher_page, end, "/teacher")
 
     async def _teacher_page(
         self,
@@ -386,20 +411,11 @@ class Pages:
     # -- investigation access ------------------------------------------------------------------
 
     async def investigations(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        return await self._investigations_page(request, visitor)
+        return await self._show(request, self._investigations_page)
 
     async def start_investigation(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        form = await self._form(request, visitor)
-        if form is None:
-            return await self._investigations_page(request, visitor, 403, [("error", CSRF_FAILED)])
-        minutes = form.get("minutes", "")
-        try:
+        def start(visitor: Visitor, form: Mapping[str, str]) -> str:
+            minutes = form.get("minutes", "")
             self.desk.require(visitor, INVESTIGATION_STARTERS, "starting investigation access")
             started = self.desk.investigations.start(
                 self.desk.facts(),
@@ -411,30 +427,15 @@ class Pages:
                 minutes=int(minutes) if minutes.isdigit() else DEFAULT_MINUTES,
                 address=visitor.address,
             )
-        except Forbidden as forbidden:
-            return await self._investigations_page(
-                request, visitor, 403, [("error", str(forbidden))]
+            return (
+                f"Investigation access {started.id} for {started.target} is waiting for a second "
+                "person (dsl or slt) to approve it."
             )
-        except InvestigationRefused as refused:
-            return await self._investigations_page(
-                request, visitor, 422, [("error", _sentence(str(refused)))], form
-            )
-        self.desk.sessions.flash(
-            visitor.session.key,
-            "ok",
-            f"Investigation access {started.id} for {started.target} is waiting for a second "
-            "person (dsl or slt) to approve it.",
-        )
-        return RedirectResponse("/investigations", status_code=303)
+
+        return await self._act(request, self._investigations_page, start, "/investigations")
 
     async def investigation_step(self, request: Request) -> Response:
         """approve, refuse or end one investigation."""
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        form = await self._form(request, visitor)
-        if form is None:
-            return await self._investigations_page(request, visitor, 403, [("error", CSRF_FAILED)])
         ident, step = request.path_params["ident"], request.path_params["step"]
         investigations = self.desk.investigations
         steps = {
@@ -442,24 +443,16 @@ class Pages:
             "refuse": (INVESTIGATION_APPROVERS, investigations.refuse, "refused"),
             "end": (INVESTIGATION_READERS, investigations.end, "ended"),
         }
-        if step not in steps:
-            return await self._investigations_page(
-                request, visitor, 404, [("error", f"No such step: {step}.")]
-            )
-        roles, act, done = steps[step]
-        try:
+
+        def take(visitor: Visitor, _: Mapping[str, str]) -> str:
+            if step not in steps:
+                raise NotFound(f"No such step: {step}")
+            roles, act, done = steps[step]
             self.desk.require(visitor, roles, f"{step} investigation access")
             act(ident, by=self.desk.user(visitor), now=self.desk.now(), address=visitor.address)
-        except Forbidden as forbidden:
-            return await self._investigations_page(
-                request, visitor, 403, [("error", str(forbidden))]
-            )
-        except InvestigationRefused as refused:
-            return await self._investigations_page(
-                request, visitor, 422, [("error", _sentence(str(refused)))]
-            )
-        self.desk.sessions.flash(visitor.session.key, "ok", f"Investigation access {ident} {done}.")
-        return RedirectResponse("/investigations", status_code=303)
+            return f"Investigation access {ident} {done}."
+
+        return await self._act(request, self._investigations_page, take, "/investigations")
 
     async def _investigations_page(
         self,
@@ -508,62 +501,42 @@ class Pages:
     # -- standing permissions (official school accounts) ---------------------------------------
 
     async def standing(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        return await self._standing_page(request, visitor)
+        return await self._show(request, self._standing_page)
 
     async def add_standing(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        form = await self._form(request, visitor)
-        if form is None:
-            return await self._standing_page(request, visitor, 403, [("error", CSRF_FAILED)])
-        chosen = [s for s in (await request.form()).getlist("services") if isinstance(s, str)]
-        doc = {
-            "services": chosen,
-            "delegate": form.get("delegate", ""),
-            "until": form.get("until") or None,
-            "reason": form.get("reason", ""),
-            "instruction": form.get("instruction", ""),
-        }
-        try:
+        chosen = await self._chosen(request)
+
+        def add(visitor: Visitor, form: Mapping[str, str]) -> str:
+            doc = {
+                "services": chosen,
+                "delegate": form.get("delegate", ""),
+                "until": form.get("until") or None,
+                "reason": form.get("reason", ""),
+                "instruction": form.get("instruction", ""),
+            }
             self.desk.require(visitor, STANDING_CREATORS, "making a standing permission")
-            made = self.desk.add_standing(visitor, parse_standing(doc))
-        except Forbidden as forbidden:
-            return await self._standing_page(request, visitor, 403, [("error", str(forbidden))])
-        except Refused as refused:
-            message = _sentence(f"{LABELS.get(refused.field, refused.field)}: {refused.reason}")
-            return await self._standing_page(
-                request, visitor, 422, [("error", message)], form, chosen
+            shown = self._shown_standing(
+                self.desk.facts(), self.desk.add_standing(visitor, parse_standing(doc))
             )
-        shown = self._shown_standing(self.desk.facts(), made)
-        self.desk.sessions.flash(
-            visitor.session.key,
-            "ok",
-            f"{shown.services} allowed for {shown.delegate} at any time until the end of"
-            f" {shown.last_day}.",
-        )
-        return RedirectResponse("/standing", status_code=303)
+            return (
+                f"{shown.services} allowed for {shown.delegate} at any time until the end of"
+                f" {shown.last_day}."
+            )
+
+        return await self._act(request, self._standing_page, add, "/standing")
 
     async def end_standing(self, request: Request) -> Response:
-        visitor, ended = self._visitor(request)
-        if visitor is None:
-            return self._to_sign_in(ended)
-        if await self._form(request, visitor) is None:
-            return await self._standing_page(request, visitor, 403, [("error", CSRF_FAILED)])
-        try:
+        def end(visitor: Visitor, _: Mapping[str, str]) -> str:
             gone = self.desk.end_standing(visitor, request.path_params["ident"])
-        except Forbidden as forbidden:
-            return await self._standing_page(request, visitor, 403, [("error", str(forbidden))])
-        except NotFound as missing:
-            return await self._standing_page(request, visitor, 404, [("error", f"{missing}.")])
-        shown = self._shown_standing(self.desk.facts(), gone)
-        self.desk.sessions.flash(
-            visitor.session.key, "ok", f"Ended: {shown.services} for {shown.delegate}."
-        )
-        return RedirectResponse("/standing", status_code=303)
+            shown = self._shown_standing(self.desk.facts(), gone)
+            return f"Ended: {shown.services} for {shown.delegate}."
+
+        return await self._act(request, self._standing_page, end, "/standing")
+
+    @staticmethod
+    async def _chosen(request: Request) -> list[str]:
+        """The services ticked on the standing permission form (a field given many times)."""
+        return [s for s in (await request.form()).getlist("services") if isinstance(s, str)]
 
     async def _standing_page(
         self,
@@ -572,7 +545,6 @@ class Pages:
         status: int = 200,
         messages: list[tuple[str, str]] | None = None,
         form: Mapping[str, str] | None = None,
-        chosen: list[str] | None = None,
     ) -> Response:
         try:
             shown, holders = self.desk.review_standing(visitor)
@@ -608,7 +580,7 @@ class Pages:
             last_day=f"{last_day:%Y-%m-%d}" if last_day and last_day.date() >= now.date() else "",
             last_day_text=f"{last_day:%a %d %b %Y}" if last_day else "",
             form=form or {},
-            chosen=chosen or [],
+            chosen=await self._chosen(request) if form else [],
         )
 
     def _staff_names(self) -> dict[str, str]:
