@@ -7,7 +7,11 @@ outcome, so tests and the demo read results the same way. Kinds:
 - ``https NAME --ip IP [--port 443]`` — a TLS handshake with SNI NAME: ``ok`` (and whose
   certificate), ``refused``, ``reset``, ``closed`` or ``timeout``;
 - ``http NAME --ip IP [--port 80]`` — GET / with Host NAME: status and the page's title;
-- ``tcp IP PORT`` / ``udp IP PORT`` — does anything answer (for the ports that must be dropped).
+- ``tcp IP PORT`` / ``udp IP PORT`` — does anything answer (for the ports that must be dropped);
+- ``api BASE`` — a sequence of calls to the teachers' JSON API at BASE (e.g.
+  ``https://10.30.0.1:8443``), read from stdin as ``[[METHOD, PATH, BODY-or-null], ...]``
+  (stdin, so a password is never on a command line), with one cookie jar, as a teacher's
+  browser would: ``responses``, one ``[status, JSON body]`` each (status 0: no answer).
 
 Only ever pointed at addresses of the simulated school's own namespaces.
 """
@@ -15,6 +19,7 @@ Only ever pointed at addresses of the simulated school's own namespaces.
 from __future__ import annotations
 
 import argparse
+import http.cookiejar
 import json
 import random
 import re
@@ -22,6 +27,8 @@ import socket
 import ssl
 import struct
 import sys
+import urllib.error
+import urllib.request
 from typing import Any
 
 TIMEOUT = 2.0
@@ -165,6 +172,30 @@ def probe_port(kind: str, ip: str, port: int) -> dict[str, Any]:
         return {"result": "answered"}
 
 
+def probe_api(base: str, steps: list[list[Any]]) -> dict[str, Any]:
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE  # the gateway's self-signed certificate
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=tls),
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+    )
+    responses: list[list[Any]] = []
+    for method, path, body in steps:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with opener.open(request, timeout=10) as response:
+                responses.append([response.status, json.loads(response.read() or b"null")])
+        except urllib.error.HTTPError as error:
+            responses.append([error.code, json.loads(error.read() or b"null")])
+        except OSError as error:
+            responses.append([0, str(error)])
+    return {"result": "ok", "responses": responses}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="probe")
     kinds = parser.add_subparsers(dest="kind", required=True)
@@ -182,8 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         sub = kinds.add_parser(kind)
         sub.add_argument("ip")
         sub.add_argument("port", type=int)
+    api = kinds.add_parser("api")
+    api.add_argument("base")
     args = parser.parse_args(argv)
-    if args.kind == "dns":
+    if args.kind == "api":
+        result = probe_api(args.base, json.load(sys.stdin))
+    elif args.kind == "dns":
         result = probe_dns(args.name, args.server, args.type, args.tcp)
     elif args.kind == "https":
         result = probe_https(args.name, args.ip, args.port)

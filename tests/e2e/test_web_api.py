@@ -7,13 +7,12 @@ self-signed certificate); the client runs in the staff namespace, as a teacher's
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 import time
 from typing import Any
 
 from appliance.accounts.roles import Role
 from appliance.accounts.store import ACCOUNTS_FILE, AccountStore
+from appliance.demo.run import allow_for_room, api_calls, sign_in
 from tests.e2e.conftest import Gateway
 
 # Monday 23 November 2026, P1: MSM teaches 9X2 in S12, where the student's tablet is.
@@ -22,41 +21,10 @@ P1_ENDS = dt.datetime(2026, 11, 23, 9, 50, tzinfo=dt.UTC)
 API = "https://10.30.0.1:8443"  # the gateway's address on the staff network
 PASSWORD = "correct horse battery staple"
 
-# Runs in the staff namespace: one cookie jar for a sequence of API calls, JSON out.
-CLIENT = r"""
-import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
-base, steps = sys.argv[1], json.loads(sys.argv[2])
-tls = ssl.create_default_context()
-tls.check_hostname = False
-tls.verify_mode = ssl.CERT_NONE  # the gateway's self-signed certificate
-opener = urllib.request.build_opener(
-    urllib.request.HTTPSHandler(context=tls),
-    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-)
-out = []
-for method, path, body in steps:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with opener.open(request, timeout=10) as response:
-            out.append([response.status, json.loads(response.read() or b"null")])
-    except urllib.error.HTTPError as error:
-        out.append([error.code, json.loads(error.read() or b"null")])
-    except OSError as error:
-        out.append([0, str(error)])
-print(json.dumps(out))
-"""
-
 
 def api(gateway: Gateway, *steps: tuple[str, str, Any]) -> list[list[Any]]:
-    result = gateway.net.run(
-        gateway.net.client_ns("staff"),
-        [sys.executable, "-c", CLIENT, API, json.dumps(steps)],
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    """From Ms M's laptop on the staff network, as the demo does (``probe api``)."""
+    return api_calls(gateway.net, "staff", API, *steps)
 
 
 def teacher_account(gateway: Gateway) -> None:
@@ -71,10 +39,6 @@ def teacher_account(gateway: Gateway) -> None:
         accounts.close()
 
 
-def sign_in(name: str) -> tuple[str, str, Any]:
-    return ("POST", "/api/v1/session", {"name": name, "password": PASSWORD})
-
-
 def test_exemption_through_the_api_reaches_traffic_within_a_second(gateway: Gateway) -> None:
     teacher_account(gateway)
     gateway.set_clock(MONDAY_P1)
@@ -87,18 +51,9 @@ def test_exemption_through_the_api_reaches_traffic_within_a_second(gateway: Gate
 
     (signed_in, me, created) = api(
         gateway,
-        sign_in("msmith"),
+        sign_in("msmith", PASSWORD),
         ("GET", "/api/v1/me", None),
-        (
-            "POST",
-            "/api/v1/exemptions",
-            {
-                "service": "instagram",
-                "scope": "room",
-                "scope_value": "S12",
-                "reason": "e2e: analysing a campaign",
-            },
-        ),
+        allow_for_room("instagram", "S12", "e2e: analysing a campaign"),
     )
     created_at = time.monotonic()
     assert signed_in[0] == 200, signed_in
@@ -131,9 +86,9 @@ def test_api_refuses_without_a_session_and_a_teacher_outside_their_lesson(
 ) -> None:
     """The harness's time (Wednesday P1, week A) is not one of MSM's lessons."""
     teacher_account(gateway)
-    body = {"service": "instagram", "scope": "room", "scope_value": "S12", "reason": "e2e"}
-    (anonymous,) = api(gateway, ("POST", "/api/v1/exemptions", body))
+    allow = allow_for_room("instagram", "S12", "e2e")
+    (anonymous,) = api(gateway, allow)
     assert anonymous[0] == 401, anonymous
-    (_, refused) = api(gateway, sign_in("msmith"), ("POST", "/api/v1/exemptions", body))
+    (_, refused) = api(gateway, sign_in("msmith", PASSWORD), allow)
     assert refused[0] == 422, refused
     assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
