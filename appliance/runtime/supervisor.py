@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,11 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler
 
+from appliance.accounts.audit import AuditLog
+from appliance.accounts.store import ACCOUNTS_FILE
+from appliance.exemptions.investigation import Investigations
+from appliance.exemptions.store import ExemptionStore
 from appliance.firewall.neighbours import NeighbourCache
 from appliance.policy.decision import Decision
 from appliance.policy.facts import Address, Client
 from appliance.runtime.clock import clock_for
-from appliance.runtime.state import RELOAD_REQUEST, PolicyState
+from appliance.runtime.state import RELOAD_REQUEST, STORE_FILE, PolicyState
 
 if TYPE_CHECKING:
     from appliance.dns.server import DnsService
@@ -46,6 +51,7 @@ DEFAULT_ADDON = REPO / "addons" / "lessongate.py"
 RESTART_DELAY = 0.0  # a worker that dies is started again at once (mitmdump takes ~2 s)...
 CRASH_LOOP = 10.0  # ...but one that dies within this many seconds of starting backs off:
 MAX_BACKOFF = 30.0  # 1, 2, 4 ... seconds, so a broken worker cannot spin the CPU
+EXPIRY_EVERY = 30.0  # seconds between checks for investigations that reached their end
 CHECK_EVERY = 0.25  # seconds between policy refreshes and worker checks
 
 
@@ -196,6 +202,13 @@ class Supervisor:
         self.alerts = AlertService(self.state_dir, lambda: state.config, state.clock)
         self.alerts.start()  # a thread: reads the decision log, delivers alerts
         self.retention = RetentionSchedule.for_state(state, self.state_dir)  # daily, own thread
+        self.investigations = Investigations(
+            ExemptionStore(self.state_dir / STORE_FILE),
+            AuditLog(self.state_dir / ACCOUNTS_FILE),
+            self.state_dir,
+            state.facts.timetable.zone,
+        )
+        self.expiry_due = 0.0
         # MACs for the device registry, read in this (the gateway's) network namespace.
         self.neighbours = NeighbourCache()
         self.neighbour_generation = 0
@@ -239,6 +252,13 @@ class Supervisor:
             self.dns.forget_clients()
         now = self.state.now()
         self.retention.tick(now)
+        if time.monotonic() >= self.expiry_due:
+            self.expiry_due = time.monotonic() + EXPIRY_EVERY
+            try:
+                for closed in self.investigations.close_expired(now):
+                    log.info("investigation access %s reached its end", closed.id)
+            except sqlite3.Error:  # a busy database: the next check closes it
+                log.exception("closing investigations that reached their end")
         active = collections.Counter(
             str(e.kind) for e in self.state.facts.exemptions if e.active(now)
         )
@@ -343,6 +363,8 @@ class Supervisor:
         self.retention.close()
         self.recorder.close()
         self.alerts.stop()
+        self.investigations.store.close()
+        self.investigations.audit.close()
         for worker in self.workers:
             if worker.alive() and worker.process is not None:
                 worker.process.terminate()
