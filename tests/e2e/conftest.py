@@ -28,6 +28,7 @@ from appliance.demo.run import run_argv, start_internet
 from appliance.demo.topology import WEB, SchoolNet, stop_process
 from appliance.exemptions.store import ExemptionStore
 from appliance.firewall import nft
+from appliance.policy.facts import ExemptionKind
 from appliance.runtime.state import STORE_FILE
 from tests.conftest import EXAMPLE, ROOT
 
@@ -160,5 +161,13 @@ def _lesson_time(request: pytest.FixtureRequest) -> Iterator[None]:
     if running.clock.read_text() != LESSON:
         running.set_clock(LESSON)
     yield
-    if running.clock.read_text() != LESSON:
-        running.set_clock(LESSON)
+    # The clock goes back to 09:00 for the next test: an exemption that ended at 09:00:06 of
+    # this test's time would be in force again. Each is ended at its start.
+    store = running.store()
+    try:
+        for kind in ExemptionKind:
+            for exemption in store.all(kind):
+                store.end(exemption.id, "e2e teardown", exemption.start, kind)
+    finally:
+        store.close()
+    running.set_clock(LESSON)
