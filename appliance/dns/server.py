@@ -317,9 +317,9 @@ class DnsService:
                 loop.close()
 
         # The service's thread shares the GIL with the host process's threads (the decision
-        # log's writer, the supervisor): a thread waiting for the GIL waits up to the switch
-        # interval (5 ms by default) for the holder to let go. 1 ms bounds that wait, at the
-        # price of more frequent switches between busy threads.
+        # log's sender, the supervisor, the metrics endpoint): a thread waiting for the GIL
+        # waits up to the switch interval (5 ms by default) for the holder to let go. 1 ms
+        # bounds that wait, at the price of more frequent switches between busy threads.
         if sys.getswitchinterval() > SWITCH_INTERVAL:
             sys.setswitchinterval(SWITCH_INTERVAL)
         self._thread = threading.Thread(target=run, name="lessongate-dns", daemon=True)

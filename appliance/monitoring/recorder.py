@@ -16,15 +16,16 @@ FLUSH_US = 500_000  # the decision counters are flushed at least this often whil
 class Recorder:
     """Called for every decision the DNS service or a proxy worker makes; never blocks.
 
-    Cheap on purpose (it runs once per DNS query): no datetime, no device lookup here. The
-    time is the instant the decision was made (PolicyState notes it; the clock is read again
-    only for a decision that did not come from the last ``decide()``), and the device is
-    looked up by the log's writer, in the facts current at the decision.
+    Cheap on purpose (it runs once per DNS query): no datetime, no device lookup per query.
+    The time is the instant the decision was made (PolicyState notes it; the clock is read
+    again only for a decision that did not come from the last ``decide()``); the device is
+    looked up once per client and facts (the facts current at the decision), and the row is
+    made by the log's writer process.
     """
 
     def __init__(self, state: PolicyState, state_dir: Path | None) -> None:
         self.state = state
-        # The log's writer thread flushes the decision counters every 0.2 s; the data path
+        # The log's sender thread flushes the decision counters every 0.2 s; the data path
         # does too, every FLUSH_US of decisions, for a Recorder without a log.
         self._config = state.config
         self._log_meter = metrics.DecisionLogMeter()  # the log's backlog and drops
@@ -41,7 +42,7 @@ class Recorder:
         self._flush_at = 0
 
     def _tick(self) -> None:
-        """In the log's writer thread, every 0.2 s: flush the counters, report the log's backlog
+        """In the log's sender thread, every 0.2 s: flush the counters, report the log's backlog
         and drops (``lessongate_decision_log_*``), and give the log the
         ``monitoring:`` settings of a configuration reloaded since the last look."""
         metrics.flush_decisions()

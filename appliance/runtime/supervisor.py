@@ -266,6 +266,7 @@ class Supervisor:
             self.metrics.EXEMPTIONS_ACTIVE.labels(kind).set(active[kind])
         self.metrics.PERIOD.set(self.metrics.period_kind(self.state.facts.timetable, now))
         self.dns_errors.update(self.dns.stats())
+        self.dns_latency.flush()
         for worker in self.workers:
             if worker.alive():
                 continue
@@ -335,12 +336,7 @@ class Supervisor:
         def on_decision(client: Client, decision: Decision, qtype: str) -> None:
             recorder(client, decision, "dns")
 
-        outcomes = {o: self.metrics.DNS_QUERIES.labels(o) for o in ("local", "cache", "upstream")}
-        observe = self.metrics.DNS_LATENCY.observe
-
-        def on_latency(seconds: float, outcome: str) -> None:
-            observe(seconds)
-            outcomes[outcome].inc()
+        self.dns_latency = self.metrics.DnsLatencyMeter()  # flushed by tick()
 
         service = DnsService(
             decide=state.decide,
@@ -349,7 +345,7 @@ class Supervisor:
             router_for=router_for,
             on_decision=on_decision,
             port=gateway.dns_port,
-            on_latency=on_latency,
+            on_latency=self.dns_latency.observe,
             mac_for=self.neighbours.mac_for,
         )
         service.start()
@@ -360,6 +356,7 @@ class Supervisor:
     async def shutdown(self, dns: DnsService) -> None:
         log.info("stopping; the nftables ruleset stays (students and guests stay closed)")
         dns.stop()
+        self.dns_latency.flush()
         self.retention.close()
         self.recorder.close()
         self.alerts.stop()

@@ -204,3 +204,28 @@ def test_the_cli_leaves_prometheus_client_to_lessongate_run() -> None:
         "importing the CLI imports prometheus_client: import the metrics where they are used"
         " (python -X importtime -c 'import appliance.cli.main' shows from where)"
     )
+
+
+def test_dns_latency_meter_counts_like_observe() -> None:
+    """The meter's flush adds what Histogram.observe() would have, bucket by bucket."""
+
+    def now() -> dict[str, float]:
+        out = {
+            f"le={le}": sample("lessongate_dns_latency_seconds_bucket", le=le) or 0.0
+            for le in ("0.0005", "0.001", "0.002", "+Inf")
+        }
+        out["sum"] = sample("lessongate_dns_latency_seconds_sum") or 0.0
+        out["cache"] = sample("lessongate_dns_queries_total", outcome="cache") or 0.0
+        return out
+
+    meter = metrics.DnsLatencyMeter()
+    before = now()
+    for seconds in (0.0001, 0.0005, 0.0007, 0.001, 0.0015, 3.0):
+        meter.observe(seconds, "cache")
+    meter.flush()
+    meter.flush()  # nothing new: nothing added
+    after = now()
+    growth = {key: after[key] - before[key] for key in after}
+    assert growth == pytest.approx(
+        {"le=0.0005": 2, "le=0.001": 4, "le=0.002": 5, "le=+Inf": 6, "sum": 3.0038, "cache": 6}
+    )
