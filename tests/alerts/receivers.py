@@ -21,10 +21,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from appliance.web.tls import self_signed
 
 SMTP_USER = "lessongate@example-academy.sch.uk"
 SMTP_PASSWORD = "correct horse battery staple"
@@ -59,36 +57,12 @@ class Tls:
 
 
 def make_tls(folder: Path) -> Tls:
-    """A self-signed certificate for 127.0.0.1 (the client trusts it as its CA file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    """The gateway's own self-signed certificate for 127.0.0.1 (the client trusts it as its CA
+    file)."""
+    cert_pem, key_pem = self_signed("127.0.0.1", [ipaddress.ip_address("127.0.0.1")])
     tls = Tls(folder / "cert.pem", folder / "key.pem")
-    tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tls.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    tls.cert.write_bytes(cert_pem)
+    tls.key.write_bytes(key_pem)
     return tls
 
 
