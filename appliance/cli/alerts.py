@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import uuid
-from pathlib import Path
 from typing import Any
 
 from appliance.alerts.config import TEST_RULE
 from appliance.alerts.delivery import DeliveryFailed
 from appliance.alerts.message import stamp
 from appliance.alerts.outbox import ALERTS_FILE, Delivery, Outbox
+from appliance.cli.identity import add_config_arguments, open_config
 from appliance.config.loader import load
 
 
@@ -25,16 +25,11 @@ def add_parser(commands: Any) -> None:
         required=True, metavar="COMMAND"
     )
     test = alerts.add_parser("test", help="send a test alert to every recipient, per channel")
-    _common(test)
+    add_config_arguments(test)
     test.set_defaults(run=_test)
     pending = alerts.add_parser("pending", help="alerts not yet delivered on every channel")
-    _common(pending)
+    add_config_arguments(pending)
     pending.set_defaults(run=_pending)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, metavar="DIR")
-    parser.add_argument("--state", type=Path, metavar="DIR", help="default: gateway.state_dir")
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -79,8 +74,7 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _pending(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    state = args.state or Path(config.gateway.state_dir)
+    config, state = open_config(args)
     zone = config.facts.timetable.zone
     routes = config.alerts.routes()
     with Outbox(state / ALERTS_FILE) as outbox:

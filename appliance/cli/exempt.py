@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
-from appliance.config.loader import load
+from appliance.cli.identity import add_config_arguments, open_config
 from appliance.exemptions.request import ExemptionRefused, make_exemption
 from appliance.exemptions.store import ExemptionStore
 from appliance.runtime.state import STORE_FILE
@@ -23,7 +22,7 @@ def add_parser(commands: Any) -> None:
         required=True, metavar="COMMAND"
     )
     add = exempt.add_parser("add", help="allow a service for a room, class or device")
-    _common(add)
+    add_config_arguments(add)
     add.add_argument("target", metavar="SERVICE@SCOPE", help="e.g. youtube@room:S12")
     add.add_argument("--by", required=True, help="who allows it (recorded)")
     add.add_argument("--reason", required=True, help="why, in a few words (recorded)")
@@ -31,25 +30,19 @@ def add_parser(commands: Any) -> None:
     add.set_defaults(run=_add)
 
     listing = exempt.add_parser("list", help="exemptions running now or later")
-    _common(listing)
+    add_config_arguments(listing)
     listing.add_argument("--all", action="store_true", help="include finished ones")
     listing.set_defaults(run=_list)
 
     end = exempt.add_parser("end", help="end an exemption now")
-    _common(end)
+    add_config_arguments(end)
     end.add_argument("id")
     end.add_argument("--by", required=True)
     end.set_defaults(run=_end)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, metavar="DIR")
-    parser.add_argument("--state", type=Path, metavar="DIR", help="default: gateway.state_dir")
-
-
 def _store(args: argparse.Namespace) -> tuple[Any, ExemptionStore]:
-    config = load(args.config)
-    state = args.state or Path(config.gateway.state_dir)
+    config, state = open_config(args)
     return config, ExemptionStore(state / STORE_FILE)
 
 
