@@ -1,37 +1,38 @@
-"""DNS service benchmark: LessonGate's DnsService against dnsmasq, side by side, on 127.0.0.1.
+"""DNS service benchmark: LessonGate's DNS worker against dnsmasq, side by side, on 127.0.0.1.
 
-Run: `.venv/bin/python benchmarks/dns.py [--seconds 10] [--rounds 3] [--soak 60]`
+Run: `.venv/bin/python benchmarks/dns.py [--seconds 10] [--rounds 3] [--soak 60] [--nice -10]`
 (needs `dnsmasq` from Debian's dnsmasq-base and `dnsperf`; as root:
-`apt-get install -y dnsmasq-base dnsperf`). `--uvloop-path DIR` puts DIR (a
-`pip install --target DIR uvloop`) on the service's path, so it runs on uvloop.
+`apt-get install -y dnsmasq-base dnsperf`).
 
 Both servers answer the same mixed query file from local data: dnsmasq from a hosts file
-(allowed names) and `address=/name/` lines (blocked names: NXDOMAIN), no upstream; ours with
-the example school plus a generated 1M-domain list loaded (like benchmarks/policy.py), the
-full policy on every query, and a cache warmed by forwarding each allowed name once to a fake
-upstream on loopback. Ours runs what `lessongate run` runs per query: PolicyState's memo, the
-Recorder (decision counters, and the decision log: records queued for its writer process,
-which inherits the service's CPU pinning) and the latency histogram, with Prometheus in
-multiprocess mode. The mix: 50% allowed names (cache hits), 40% names from the 1M list
-(blocked, policy lookups cold over the million), 10% the bundled social-media names (blocked).
-The servers run pinned to CPU 1 and dnsperf to CPU 0 (2 cores here), interleaved round by
-round. Peak: dnsperf with 8 clients and 200 queries outstanding. Latency: dnsperf -Q at half
-our peak, per-query latencies from -v, interleaved rounds too, with the time each server was
-runnable but waiting for its CPU (other processes on that core, from /proc schedstat). RSS of
-our process and of its decision log writer after the warm-up, just before a soak (dnsperf -Q
-at half our peak for --soak seconds), every tenth of the soak and after it; CPU per query of
-both in the soak; decision log rows written and dropped. Targets: ≥ 0.5× dnsmasq's queries
-per second; p99 ≤ 2 ms at half our peak; RSS flat over the soak.
+(allowed names) and `address=/name/` lines (blocked names: NXDOMAIN), no upstream; ours is the
+process `lessongate run` starts for DNS (`python -m appliance.runtime.dnsworker`) on the
+example school plus a generated 1M-domain list (like benchmarks/policy.py), the full policy on
+every query, and a cache warmed by forwarding each allowed name once to a fake upstream on
+loopback. So it runs everything the gateway runs per query and between queries: PolicyState's
+memo, the Recorder (decision counters, and the decision log: records handed to its writer
+process, which inherits the worker's CPU pinning), the latency meter, Prometheus in
+multiprocess mode, the policy refresh and the neighbour table; its counts are read from its
+metrics, as Prometheus would. The mix: 50% allowed names (cache hits), 40% names from the 1M
+list (blocked, policy lookups cold over the million), 10% the bundled social-media names
+(blocked). The servers run pinned to CPU 1 and dnsperf to CPU 0 (2 cores here), interleaved
+round by round. Peak: dnsperf with 8 clients and 200 queries outstanding. Latency: dnsperf -Q
+at half our peak, per-query latencies from -v, interleaved rounds too, with the time each
+server was runnable but waiting for its CPU (other processes on that core, from /proc
+schedstat). RSS of the worker and of its decision log writer after the warm-up, just before
+a soak (dnsperf -Q at half our peak for --soak seconds), every tenth of the soak and after it;
+CPU per query of both in the soak; decision log rows written and dropped. Targets: ≥ 0.5×
+dnsmasq's queries per second; p99 ≤ 2 ms at half our peak; RSS flat over the soak.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime as dt
-import gc
-import json
+import importlib.util
 import os
 import random
 import re
@@ -70,79 +71,81 @@ SOCIAL = (
 )
 
 
-# -- the service, in a child process -------------------------------------------------------------
+# -- the service: the DNS worker `lessongate run` starts ----------------------------------------
 
 
-def child(school: str, upstream_port: int, uvloop_path: str) -> None:
-    """Load the school, start DnsService on a free port, print it, serve until stdin closes."""
-    if uvloop_path:
-        sys.path.insert(0, uvloop_path)
-    work = Path(tempfile.mkdtemp(prefix="lg-dns-bench-"))
-    # Metrics as `lessongate run` keeps them: one file per process, for the supervisor's
-    # /metrics (set before prometheus_client is imported).
-    (work / "metrics").mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "metrics")
-    import ipaddress
+def worker_config(school: Path, upstream_port: int, port: int) -> None:
+    """The school's gateway section pointed at the benchmark's upstream and port."""
+    config = school / "school.yaml"
+    text = config.read_text()
+    gateway = "gateway:\n"
+    assert gateway in text, f"{config}: no gateway section"
+    config.write_text(
+        text.replace(gateway, f"{gateway}  dns_port: {port}\n", 1).replace(
+            "upstream_dns: [198.18.0.53]", f"upstream_dns: [{LOCALHOST}:{upstream_port}]", 1
+        )
+    )
 
-    from appliance.config.gateway import BlockedAnswer, Endpoint
-    from appliance.dns.cache import DnsCache
-    from appliance.dns.server import DnsService, new_event_loop
-    from appliance.monitoring import metrics
-    from appliance.monitoring.recorder import Recorder
-    from appliance.runtime.clock import FileClock
-    from appliance.runtime.state import PolicyState
 
-    started = time.perf_counter()
-    clock = work / "clock"
+def start_worker(school: Path, state: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
+    """``python -m appliance.runtime.dnsworker`` as the supervisor starts it, pinned to CPU 1;
+    returns once it answers, with the seconds that took (loading the policy, mostly)."""
+    (state / "metrics").mkdir(parents=True)
+    clock = state / "clock"
     clock.write_text(NOW.isoformat())
-    # What `lessongate run` runs: PolicyState (decisions remembered until the next period or
-    # exemption edge), the Recorder (Prometheus counters and the decision log queue) and the
-    # latency histogram (flushed every 0.25 s, as the supervisor's tick does).
-    state = PolicyState(Path(school), work, FileClock(clock))
-    gc.freeze()  # the million-name policy is long-lived: keep it out of every GC pass
-    recorder = Recorder(state, work)
+    env = os.environ | {
+        "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [*pinned(1), sys.executable, "-m", "appliance.runtime.dnsworker"]
+    argv += ["--config", str(school), "--state", str(state), "--clock", str(clock)]
+    started = time.perf_counter()
+    worker = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.perf_counter() - started < 120:
+            if worker.poll() is not None:
+                sys.exit(f"the DNS worker exited ({worker.returncode}) before it answered")
+            with contextlib.suppress(OSError):
+                ask(port, SOCIAL[0], sock)
+                return worker, time.perf_counter() - started
+    worker.kill()
+    sys.exit("the DNS worker did not answer within 120 s")
 
-    def on_decision(client: Any, decision: Any, qtype: str) -> None:
-        recorder(client, decision, "dns")
 
-    latency = metrics.DnsLatencyMeter()
-    service = DnsService(
-        state.decide,
-        [Endpoint(ipaddress.ip_address(LOCALHOST), upstream_port)],
-        BlockedAnswer.NXDOMAIN,
-        lambda address: None,
-        on_decision,
-        host=LOCALHOST,
-        port=0,
-        cache=DnsCache(max_entries=100_000),
-        on_latency=latency.observe,
-    )
-    service.start()
-    ticking = threading.Event()
+def worker_stats(state: Path) -> dict[str, float]:
+    """The worker's counts, from its metrics (what Prometheus would scrape): DNS answers by
+    outcome, DNS errors by kind, decisions by verdict, the decision log's backlog and drops,
+    and the rows in the log."""
+    from prometheus_client import CollectorRegistry, multiprocess
 
-    def tick() -> None:
-        while not ticking.wait(0.25):
-            latency.flush()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(state / "metrics"))  # type: ignore[no-untyped-call]
+    out: dict[str, float] = collections.defaultdict(float)
+    for family in registry.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "lessongate_dns_queries_total":
+                out["queries"] += sample.value
+                out[f"answered_{labels['outcome']}"] += sample.value
+            elif sample.name == "lessongate_dns_errors_total":
+                out[f"errors_{labels['kind']}"] += sample.value
+            elif sample.name == "lessongate_decisions_total":
+                out[labels["verdict"]] += sample.value
+            elif sample.name == "lessongate_decision_log_backlog":
+                out["log_backlog"] += sample.value
+            elif sample.name == "lessongate_decision_log_dropped_total":
+                out["log_dropped"] += sample.value
+            elif sample.name == "lessongate_decision_log_written_total":
+                out["log_written"] += sample.value
+    return out
 
-    threading.Thread(target=tick, daemon=True).start()
-    loop = type(new_event_loop()).__module__.split(".")[0]
-    print(
-        json.dumps(
-            {"port": service.bound_port, "load_s": time.perf_counter() - started, "loop": loop}
-        ),
-        flush=True,
-    )
-    for line in sys.stdin:
-        if line.strip() == "stats":
-            stats: dict[str, Any] = service.stats()
-            log = recorder.log
-            assert log is not None
-            stats |= {"log_written": log.written, "log_dropped": log.dropped}
-            stats |= {"log_backlog": log.backlog, "writer_pid": log.writer_pid}
-            print(json.dumps(stats), flush=True)
-    service.stop()
-    ticking.set()
-    recorder.close()
+
+def writer_of(pid: int) -> int:
+    """The decision log's writer: the DNS worker's child process."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, "the DNS worker has no decision log writer"
+    return int(children[0])
 
 
 # -- a fake upstream for the warm-up -------------------------------------------------------------
@@ -201,15 +204,6 @@ def free_port() -> int:
         udp.bind((LOCALHOST, 0))
         port: int = udp.getsockname()[1]
     return port
-
-
-def ask_stats(ours: subprocess.Popen[str]) -> dict[str, Any]:
-    """The service's counters and its decision log's (see ``child``)."""
-    assert ours.stdin is not None and ours.stdout is not None
-    ours.stdin.write("stats\n")
-    ours.stdin.flush()
-    stats: dict[str, Any] = json.loads(ours.stdout.readline())
-    return stats
 
 
 def run_queue_wait(pid: int) -> float:
@@ -299,7 +293,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="per dnsperf run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved peak runs")
     parser.add_argument("--soak", type=float, default=60, help="soak seconds at half peak")
-    parser.add_argument("--uvloop-path", default="", help="a directory holding uvloop")
     parser.add_argument(
         "--nice",
         type=int,
@@ -308,11 +301,7 @@ def main() -> None:
         " with other jobs: the servers then get the CPU before those jobs, dnsmasq and ours"
         " alike)",
     )
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2])
-        return
     if args.nice:
         NICE[:] = ["nice", "-n", str(args.nice)]
     dnsmasq = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
@@ -341,25 +330,10 @@ def main() -> None:
         conf.write_text("".join(f"address=/{n}/\n" for n in (*blocked, *SOCIAL)))
 
         upstream = Upstream()
-        env = dict(os.environ)
-        ours = subprocess.Popen(
-            [
-                *pinned(1),
-                sys.executable,
-                __file__,
-                "--child",
-                str(school),
-                str(upstream.port),
-                args.uvloop_path,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert ours.stdout is not None and ours.stdin is not None
-        info = json.loads(ours.stdout.readline())
-        our_port = info["port"]
+        our_port = free_port()
+        worker_config(school, upstream.port, our_port)
+        state = tmp / "state"
+        ours, load_s = start_worker(school, state, our_port)
         dnsmasq_port = free_port()
         masq = subprocess.Popen(
             [
@@ -393,7 +367,7 @@ def main() -> None:
                     assert ask(port, blocked[0], sock) >> 16 == wire.NXDOMAIN
                     assert ask(port, SOCIAL[0], sock) >> 16 == wire.NXDOMAIN
             load_before = os.getloadavg()
-            writer = ask_stats(ours)["writer_pid"]
+            writer = writer_of(ours.pid)
             rss_start = (rss_mb(ours.pid), rss_mb(writer))
 
             peaks: dict[str, list[float]] = {"dnsmasq": [], "LessonGate": []}
@@ -409,7 +383,7 @@ def main() -> None:
             # The decision log's writer catches up with the peak runs first (not part of a
             # steady half load).
             drained = time.perf_counter()
-            while ask_stats(ours)["log_backlog"] and time.perf_counter() - drained < 60:
+            while worker_stats(state)["log_backlog"] and time.perf_counter() - drained < 60:
                 time.sleep(0.2)
             drained = time.perf_counter() - drained
             # Latency in interleaved rounds too, each with the time the server spent ready to
@@ -424,7 +398,7 @@ def main() -> None:
                     run = dnsperf(port, datafile, args.seconds, rate=half, verbose=True)
                     run["waited"] = run_queue_wait(pid) - waited
                     latencies[label].append(run)
-            before_soak = ask_stats(ours)
+            before_soak = worker_stats(state)
             rss_before_soak = (rss_mb(ours.pid), rss_mb(writer))
             cpu_before_soak = (cpu_s(ours.pid), cpu_s(writer))
             # The soak in a thread; RSS sampled every tenth of it (flat, or growing?).
@@ -440,11 +414,11 @@ def main() -> None:
             soak = soaked[0]
             rss_soak = (rss_mb(ours.pid), rss_mb(writer))
             cpu_soak = (cpu_s(ours.pid) - cpu_before_soak[0], cpu_s(writer) - cpu_before_soak[1])
-            stats = ask_stats(ours)
+            stats = worker_stats(state)
             load_after = os.getloadavg()
         finally:
             masq.terminate()
-            ours.stdin.close()
+            ours.terminate()
             ours.wait(10)
             masq.wait(10)
             upstream.stop()
@@ -462,11 +436,12 @@ def main() -> None:
         return " / ".join(f"{run['waited'] * 1000:.0f}" for run in latencies[label]) + " ms"
 
     p99 = median_of("LessonGate", "p99")
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(
-        f"Python {sys.version.split()[0]}, event loop: {info['loop']}; {args.domains:,} listed "
-        f"domains + the example school (loaded in {info['load_s']:.2f} s); cache warmed with "
-        f"{len(allowed):,} names in {warm_s:.1f} s. Servers on CPU 1, dnsperf on CPU 0; "
-        f"{args.rounds} interleaved rounds of {args.seconds:g} s, median. Load average "
+        f"Python {sys.version.split()[0]}, event loop: {loop}; {args.domains:,} listed "
+        f"domains + the example school (started and answering in {load_s:.2f} s); cache "
+        f"warmed with {len(allowed):,} names in {warm_s:.1f} s. Servers on CPU 1, dnsperf on "
+        f"CPU 0; {args.rounds} interleaved rounds of {args.seconds:g} s, median. Load average "
         f"(1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after"
         + (f"; servers and dnsperf at nice {args.nice}." if args.nice else ".")
     )
@@ -527,9 +502,10 @@ def main() -> None:
     )
     print(f"| decision log: its backlog from the peak runs written in | {drained:.1f} s |  |  |")
     print(f"| decision log rows: in the soak written / dropped | {logged:,} / {dropped:,} |  |  |")
-    keys = ("queries", "blocked", "cache_hits", "cache_misses", "malformed", "internal_errors")
+    keys = ("queries", "block", "answered_cache", "answered_upstream", "errors_malformed")
+    keys += ("errors_internal",)
     print()
-    print("Service counters at the end: " + ", ".join(f"{k} {stats[k]:,}" for k in keys))
+    print("Worker's counts at the end: " + ", ".join(f"{k} {stats[k]:,.0f}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ The data path never waits on the disk, and never shares its interpreter with the
   a decision or a channel seen for the first time is defined once, in the same queue, ahead
   of the first record naming it; after that it costs a dict lookup by identity.
 - A sender thread in the same process wakes every ``interval`` seconds and hands the queued
-  bytes to the writer process over a Unix socket, without blocking.
+  bytes to the writer process over a Unix socket, without blocking. (Or, with
+  ``thread=False``, the data path's own loop does that round, ``pump()``: the DNS worker's
+  way, where no second thread may take the GIL from the one answering.)
 - The writer, a process of its own (``python -m appliance.monitoring.decisionlog``, at nice
   10), formats the rows and commits them in batches to SQLite. Its CPU work never holds the
   data path's GIL: measured, that writer thread was the largest remaining cost of a DNS
@@ -27,7 +29,6 @@ data-path process goes away (end of file on its socket), after writing what it r
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import fcntl
@@ -130,9 +131,11 @@ _MILLIS = tuple(f".{ms:03d}+00:00" for ms in range(1000))  # what follows the UT
 _SOURCE = Path(__file__).resolve().parents[2]  # the directory holding the appliance package
 
 
-def _definition(kind: int, ident: int, body: tuple[str, ...]) -> bytes:
+def _definition(kind: int, ident: int, body: tuple[str, ...]) -> bytearray:
+    """A definition record. A bytearray, like a new start: in the queue only rows are
+    ``bytes``, so the sender counts them by type, in C (see ``DecisionLog._take``)."""
     data = marshal.dumps(body)
-    return _DEFINITION.pack(_DEFINITION_TAG, kind, ident, len(data)) + data
+    return bytearray(_DEFINITION.pack(_DEFINITION_TAG, kind, ident, len(data)) + data)
 
 
 class DecisionLog:
@@ -150,9 +153,12 @@ class DecisionLog:
         batch: int = 2_000,
         interval: float = 0.2,
         on_tick: Callable[[], None] | None = None,
+        thread: bool = True,
     ) -> None:
-        """``on_tick`` is called by the sender thread each time it wakes (every ``interval``
-        seconds) and once when it stops."""
+        """``on_tick`` is called by the sender each time it wakes (every ``interval``
+        seconds) and once when it stops. ``thread=False``: no sender thread; the owner calls
+        :meth:`pump` every ``interval`` seconds from the data path's thread instead (a
+        process whose only other thread is its data path's: see appliance.runtime.dnsworker)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.zone = zone
@@ -163,7 +169,7 @@ class DecisionLog:
         self.all_allowed = False
         # The data path's (only it writes these): the queue, its ids, its counts. An id's
         # object is held in a list, so its id() cannot be reused while the id is known.
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: list[bytes | bytearray] = []
         self._client_ids: dict[int, int] = {}  # id(client) → its id
         self._clients: list[Client] = []
         self._sources: list[object] = []  # what each client's definition was made from
@@ -192,8 +198,10 @@ class DecisionLog:
         self.configure(settings or _default_settings())
         open_log(path).close()  # the table exists once this returns (readers may look at once)
         self._spawn()
-        self._thread = threading.Thread(target=self._send, name="decision-log", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if thread:
+            self._thread = threading.Thread(target=self._send, name="decision-log", daemon=True)
+            self._thread.start()
 
     # -- the data path ------------------------------------------------------------------------
 
@@ -258,7 +266,7 @@ class DecisionLog:
         self._forget_clients()
         self._forget_decisions()
         self._vias.clear()
-        self._queue.append(_NEW_START.pack(_NEW_START_TAG, generation))
+        self._queue.append(bytearray(_NEW_START.pack(_NEW_START_TAG, generation)))
 
     def _forget_clients(self) -> None:
         self._client_ids.clear()
@@ -343,36 +351,64 @@ class DecisionLog:
 
     def close(self, timeout: float = 5.0) -> None:
         """Hand over what is queued and wait (up to ``timeout``) for the writer to write it."""
+        if self._thread is None:
+            self._round(time.monotonic() + timeout)
+            return
         self._close_timeout = timeout
         self._stop.set()
         self._thread.join(timeout + 1.0)
 
-    # -- the sender thread --------------------------------------------------------------------
+    def pump(self) -> None:
+        """One round of the sender's work, for a log made with ``thread=False``: call it every
+        ``interval`` seconds from the data path's own thread. Never waits."""
+        self._round(None)
+
+    # -- the sender ---------------------------------------------------------------------------
 
     def _send(self) -> None:
         while True:
             stopping = self._stop.wait(self.interval)
-            if self.on_tick is not None:
-                try:
-                    self.on_tick()
-                except Exception:
-                    log.exception("decision log: on_tick failed")
-            if self._socket is None and time.monotonic() - self._spawned_at >= RESPAWN_AFTER:
-                self._spawn()
-            self._take()
+            self._round(time.monotonic() + self._close_timeout if stopping else None)
             if stopping:
-                self._finish(time.monotonic() + self._close_timeout)
                 return
-            if self._socket is not None:
-                self._exchange()
+
+    def _round(self, finish_by: float | None) -> None:
+        """Tick, start a writer if none is running, hand over the queue; when ``finish_by``
+        is given, this is the last round: wait until then for the writer to write it all."""
+        if self.on_tick is not None:
+            try:
+                self.on_tick()
+            except Exception:
+                log.exception("decision log: on_tick failed")
+        if self._socket is None and time.monotonic() - self._spawned_at >= RESPAWN_AFTER:
+            self._spawn()
+        self._take()
+        if finish_by is not None:
+            self._finish(finish_by)
+        elif self._socket is not None:
+            self._exchange()
 
     def _take(self) -> None:
         """Move the queue into ``_out`` (or, after a writer died, drop what was made for it,
-        up to the data path's new start)."""
-        queue, out = self._queue, self._out
+        up to the data path's new start).
+
+        The usual case runs in C: the sender holds the GIL while it works, and the data path
+        (in the same process) waits that long. A loop in Python over a fifth of a second's
+        records (thousands at a busy moment) held it ~1 ms, the largest part of the DNS
+        service's p99 latency (benchmarks/RESULTS.md); this takes ~0.1 ms."""
+        queue = self._queue
+        # The data path only appends: the first ``count`` items are this round's, taken and
+        # removed by two calls that are each atomic under the GIL.
+        count = len(queue)
+        items = queue[:count]
+        del queue[:count]
+        if not self._discarding:
+            # No new start is queued while not discarding (one follows each writer's death).
+            self._out += b"".join(items)
+            self._handed += list(map(type, items)).count(bytes)
+            return
         rows = lost = 0
-        for _ in range(len(queue)):
-            item = queue.popleft()
+        for item in items:
             tag = item[0]
             if self._discarding:
                 if tag == _ROW_TAG:
@@ -380,12 +416,12 @@ class DecisionLog:
                 elif tag == _NEW_START_TAG and _NEW_START.unpack(item)[1] == self._generation:
                     self._discarding = False
                 elif tag == _DEFINITION_TAG and item[1] == _SETTINGS:
-                    out += item  # settings are the sender's: never made for one writer
+                    self._out += item  # settings are the sender's: never made for one writer
                 continue
             if tag == _ROW_TAG:
                 rows += 1
             if tag != _NEW_START_TAG:
-                out += item
+                self._out += item
         self._handed += rows
         if lost:
             self._lost += lost

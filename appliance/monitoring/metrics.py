@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import os
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping
@@ -116,6 +117,10 @@ DECISION_LOG_DROPPED = Counter(
     "lessongate_decision_log_dropped_total",
     "Decisions left out of the decision log because its writer fell behind or the disk failed"
     " (traffic never waits for the log).",
+)
+DECISION_LOG_WRITTEN = Counter(
+    "lessongate_decision_log_written_total",
+    "Decisions written to the decision log.",
 )
 DECISION_LOG_RETENTION_DELETED = Counter(
     "lessongate_decision_log_retention_deleted_total",
@@ -223,6 +228,15 @@ def flush_decisions(wait: bool = True) -> None:
         _flushing.release()
 
 
+def process_gone(pid: int) -> None:
+    """A worker process ended: its live gauges (``multiprocess_mode="livesum"``) stop counting.
+    Its counters stay: totals never go down."""
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
 def count_reload(ok: bool) -> None:
     POLICY_RELOADS.labels("ok" if ok else "rejected").inc()
     POLICY_RELOAD_OK.set(1 if ok else 0)
@@ -295,13 +309,15 @@ class DnsLatencyMeter:
 
 
 class DecisionLogMeter:
-    """A decision log's backlog and drops, from its sender thread's tick."""
+    """A decision log's backlog, rows written and drops, from its sender's tick."""
 
     def __init__(self) -> None:
+        self.written = Follower(DECISION_LOG_WRITTEN)
         self.dropped = Follower(DECISION_LOG_DROPPED)
 
-    def update(self, backlog: int, dropped: int) -> None:
+    def update(self, backlog: int, written: int, dropped: int) -> None:
         DECISION_LOG_BACKLOG.set(backlog)
+        self.written.update(written)
         self.dropped.update(dropped)
 
 

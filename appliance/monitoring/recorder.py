@@ -23,31 +23,41 @@ class Recorder:
     made by the log's writer process.
     """
 
-    def __init__(self, state: PolicyState, state_dir: Path | None) -> None:
+    def __init__(self, state: PolicyState, state_dir: Path | None, *, thread: bool = True) -> None:
+        """``thread=False``: the decision log has no sender thread; call :meth:`pump` every
+        0.2 s from the data path's thread (``DecisionLog(thread=False)``)."""
         self.state = state
-        # The log's sender thread flushes the decision counters every 0.2 s; the data path
-        # does too, every FLUSH_US of decisions, for a Recorder without a log.
+        # The log's sender flushes the decision counters every 0.2 s; the data path does too,
+        # every FLUSH_US of decisions, for a Recorder without a log.
         self._config = state.config
-        self._log_meter = metrics.DecisionLogMeter()  # the log's backlog and drops
+        self._log_meter = metrics.DecisionLogMeter()  # the log's backlog, rows and drops
         self.log = (
             DecisionLog(
                 state_dir / LOG_FILE,
                 state.facts.timetable.zone,
                 settings=self._config.monitoring.decision_log,
                 on_tick=self._tick,
+                thread=thread,
             )
             if state_dir
             else None
         )
         self._flush_at = 0
 
+    def pump(self) -> None:
+        """The decision log's sender's round (with ``thread=False``), or the tick alone."""
+        if self.log is not None:
+            self.log.pump()
+        else:
+            self._tick()
+
     def _tick(self) -> None:
-        """In the log's sender thread, every 0.2 s: flush the counters, report the log's backlog
+        """In the log's sender, every 0.2 s: flush the counters, report the log's backlog
         and drops (``lessongate_decision_log_*``), and give the log the
         ``monitoring:`` settings of a configuration reloaded since the last look."""
         metrics.flush_decisions()
         if self.log is not None:
-            self._log_meter.update(self.log.backlog, self.log.dropped)
+            self._log_meter.update(self.log.backlog, self.log.written, self.log.dropped)
         config = self.state.config
         if config is not self._config and self.log is not None:
             self._config = config
@@ -65,6 +75,8 @@ class Recorder:
             self.log.record_at(at, client, decision, via, state.facts)
 
     def close(self) -> None:
+        """Write what the log holds, then count it all (the last tick came before that)."""
         if self.log is not None:
             self.log.close()
+            self._log_meter.update(self.log.backlog, self.log.written, self.log.dropped)
         metrics.flush_decisions()

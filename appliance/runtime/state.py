@@ -59,6 +59,9 @@ class PolicyState:
         # then. A DNS query for a name asked a moment ago then costs a dict lookup, not a
         # decide() (~8 µs here), which is what lets one core keep up with dnsmasq.
         self._lock = threading.Lock()  # the slow paths only: a new memo, new facts
+        # One refresh at a time: a reload's facts must not be replaced by exemptions loaded
+        # on the configuration it replaces.
+        self._refreshing = threading.Lock()
         self._memo = _Memo(self.facts, 0, 0)  # an empty window: the first decide() fills it
         # The instant (µs since the epoch) of the last decision, and that decision: the
         # Recorder logs the decision at the instant it was made, without a second clock read.
@@ -118,16 +121,35 @@ class PolicyState:
             self._memo = fresh
             return fresh
 
+    def config_changed(self) -> bool:
+        """Whether :meth:`refresh_config` would reload the configuration (the slow part)."""
+        return self._files() != self._fingerprint
+
     def refresh(self) -> None:
         """Pick up a changed configuration, new or ended exemptions."""
-        files = self._files()
-        if files != self._fingerprint:
-            self._fingerprint = files
-            self.reload()
-        now = self.clock.now()
-        changed = self.store is not None and self.store.changed()
-        if changed or (self._next_end is not None and now >= self._next_end):
-            self._load_exemptions(now)
+        self.refresh_config()
+        self.refresh_exemptions()
+
+    def refresh_config(self) -> None:
+        """Reload the configuration if its files changed (validated first; see reload)."""
+        with self._refreshing:
+            files = self._files()
+            if files != self._fingerprint:
+                self._fingerprint = files
+                self.reload()
+
+    def refresh_exemptions(self, wait: bool = True) -> None:
+        """Pick up new or ended exemptions. ``wait=False``: while another thread is reloading
+        the configuration, return at once (the next call picks them up)."""
+        if not self._refreshing.acquire(blocking=wait):
+            return
+        try:
+            now = self.clock.now()
+            changed = self.store is not None and self.store.changed()
+            if changed or (self._next_end is not None and now >= self._next_end):
+                self._load_exemptions(now)
+        finally:
+            self._refreshing.release()
 
     def reload(self) -> bool:
         """Validate and swap in the configuration; keep the running one when it is bad."""

@@ -1,9 +1,10 @@
 """``lessongate run``: the whole data path as one supervised service.
 
-One process owns the gateway's data path: it applies the nftables ruleset, serves DNS itself
-(on the policy core, in this process), runs mitmproxy workers (one per core, transparent mode,
-plus one explicit-proxy worker for PAC-configured devices) and restarts any that die, reloads
-the policy on SIGHUP and on file change (after validation), and serves ``/metrics``.
+One process owns the gateway's data path: it applies the nftables ruleset, runs the DNS worker
+(``appliance.runtime.dnsworker``: the DNS service on the policy core, a process of its own)
+and the mitmproxy workers (one per core, transparent mode, plus one explicit-proxy worker for
+PAC-configured devices) and restarts any that die, has every process reload the policy on
+SIGHUP and on file change (after validation), and serves ``/metrics`` for them all.
 
 Failing closed is the firewall's job, not this process's: students' and guests' traffic is
 forwarded by nothing, only redirected to these processes, so while a worker is down their web
@@ -28,21 +29,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler
 
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.store import ACCOUNTS_FILE
 from appliance.exemptions.investigation import Investigations
 from appliance.exemptions.store import ExemptionStore
-from appliance.firewall.neighbours import NeighbourCache
-from appliance.policy.decision import Decision
-from appliance.policy.facts import Address, Client
 from appliance.runtime.clock import clock_for
 from appliance.runtime.state import RELOAD_REQUEST, STORE_FILE, PolicyState
-
-if TYPE_CHECKING:
-    from appliance.dns.server import DnsService
 
 log = logging.getLogger("lessongate.run")
 
@@ -57,10 +51,10 @@ CHECK_EVERY = 0.25  # seconds between policy refreshes and worker checks
 
 @dataclass
 class Worker:
-    """A mitmproxy process the supervisor keeps running."""
+    """A process the supervisor keeps running."""
 
     name: str
-    component: str  # metrics label: proxy or explicit-proxy
+    component: str  # metrics label: dns, proxy, explicit-proxy or web
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
@@ -121,7 +115,8 @@ def worker_argv(options: Options, mode: str, state_dir: Path) -> list[str]:
 def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[Worker]:
     gateway = state.config.gateway
     count = worker_count(options, gateway.proxy_workers)
-    workers = [
+    workers = [Worker("dns", "dns", dns_argv(options, state_dir))]
+    workers += [
         Worker(
             f"proxy-{i}",
             "proxy",
@@ -139,6 +134,13 @@ def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[
     if options.web:
         workers.append(Worker("web", "web", web_argv(options, state_dir)))
     return workers
+
+
+def dns_argv(options: Options, state_dir: Path) -> list[str]:
+    """The DNS worker on the same config, state and clock (in our network namespace)."""
+    argv = [sys.executable, "-m", "appliance.runtime.dnsworker", "--config"]
+    argv += [str(options.config_dir), "--state", str(state_dir)]
+    return argv + (["--clock", str(options.clock_file)] if options.clock_file else [])
 
 
 def web_argv(options: Options, state_dir: Path) -> list[str]:
@@ -184,7 +186,6 @@ class Supervisor:
     async def run(self) -> int:
         from appliance.alerts.service import AlertService
         from appliance.monitoring import metrics
-        from appliance.monitoring.recorder import Recorder
         from appliance.monitoring.retention import RetentionSchedule
 
         self.metrics = metrics
@@ -198,7 +199,6 @@ class Supervisor:
         # The policy's objects (a million listed names, say) live as long as the process:
         # keep them out of the garbage collector's generations, so collections stay short.
         gc.freeze()
-        self.recorder = Recorder(state, self.state_dir)
         self.alerts = AlertService(self.state_dir, lambda: state.config, state.clock)
         self.alerts.start()  # a thread: reads the decision log, delivers alerts
         self.retention = RetentionSchedule.for_state(state, self.state_dir)  # daily, own thread
@@ -209,9 +209,6 @@ class Supervisor:
             state.facts.timetable.zone,
         )
         self.expiry_due = 0.0
-        # MACs for the device registry, read in this (the gateway's) network namespace.
-        self.neighbours = NeighbourCache()
-        self.neighbour_generation = 0
         metrics.POLICY_RELOAD_OK.set(1)
         self.show_school()
         serve_metrics(self.metrics_socket)
@@ -220,7 +217,6 @@ class Supervisor:
         self.workers = plan_workers(self.options, state, self.state_dir)
         for worker in self.workers:
             self.start(worker)
-        dns = self.dns = self.start_dns(state)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,7 +233,7 @@ class Supervisor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), CHECK_EVERY)
         finally:
-            await self.shutdown(dns)
+            await self.shutdown()
         return 0
 
     # -- the loop ------------------------------------------------------------------------------
@@ -247,9 +243,6 @@ class Supervisor:
             self.reload_requested = False
             (self.state_dir / RELOAD_REQUEST).touch()
         self.state.refresh()
-        if self.neighbours.poll() != self.neighbour_generation:
-            self.neighbour_generation = self.neighbours.generation
-            self.dns.forget_clients()
         now = self.state.now()
         self.retention.tick(now)
         if time.monotonic() >= self.expiry_due:
@@ -265,8 +258,6 @@ class Supervisor:
         for kind in self.metrics.EXEMPTION_KINDS:
             self.metrics.EXEMPTIONS_ACTIVE.labels(kind).set(active[kind])
         self.metrics.PERIOD.set(self.metrics.period_kind(self.state.facts.timetable, now))
-        self.dns_errors.update(self.dns.stats())
-        self.dns_latency.flush()
         for worker in self.workers:
             if worker.alive():
                 continue
@@ -280,6 +271,8 @@ class Supervisor:
                 )
                 self.metrics.COMPONENT_UP.labels(worker.component).set(0)
                 self.metrics.COMPONENT_RESTARTS.labels(worker.component).inc()
+                if worker.process is not None:  # its live gauges (the log backlog) go
+                    self.metrics.process_gone(worker.process.pid)
                 worker.died_at = now_m
                 worker.restarts += 1
                 crashed_young = now_m - worker.started_at < CRASH_LOOP
@@ -323,42 +316,9 @@ class Supervisor:
         self.metrics.COMPONENT_UP.labels("firewall").set(1)
         log.info("nftables ruleset applied (table inet lessongate)")
 
-    def start_dns(self, state: PolicyState) -> DnsService:
-        from appliance.dns.server import DnsService
-
-        gateway = state.config.gateway
-        recorder = self.recorder
-
-        def router_for(address: Address) -> Address | None:
-            network = state.facts.network_of(address)
-            return network.router if network else None
-
-        def on_decision(client: Client, decision: Decision, qtype: str) -> None:
-            recorder(client, decision, "dns")
-
-        self.dns_latency = self.metrics.DnsLatencyMeter()  # flushed by tick()
-
-        service = DnsService(
-            decide=state.decide,
-            upstreams=gateway.upstream_dns,
-            blocked_answer=gateway.blocked_answer,
-            router_for=router_for,
-            on_decision=on_decision,
-            port=gateway.dns_port,
-            on_latency=self.dns_latency.observe,
-            mac_for=self.neighbours.mac_for,
-        )
-        service.start()
-        self.metrics.COMPONENT_UP.labels("dns").set(1)
-        self.dns, self.dns_errors = service, self.metrics.DnsErrorMeter()
-        return service
-
-    async def shutdown(self, dns: DnsService) -> None:
+    async def shutdown(self) -> None:
         log.info("stopping; the nftables ruleset stays (students and guests stay closed)")
-        dns.stop()
-        self.dns_latency.flush()
         self.retention.close()
-        self.recorder.close()
         self.alerts.stop()
         self.investigations.store.close()
         self.investigations.audit.close()

@@ -96,8 +96,15 @@ class Gateway:
 
     def workers(self) -> list[int]:
         """PIDs of the mitmproxy workers `lessongate run` started."""
+        return self._children("mitmdump")
+
+    def dns_workers(self) -> list[int]:
+        """PIDs of the DNS worker `lessongate run` started (one)."""
+        return self._children("appliance.runtime.dnsworker")
+
+    def _children(self, pattern: str) -> list[int]:
         out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid), "-f", "mitmdump"],
+            ["pgrep", "-P", str(self.process.pid), "-f", pattern],
             capture_output=True,
             text=True,
             check=False,

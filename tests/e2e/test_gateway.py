@@ -138,6 +138,29 @@ def test_killed_workers_fail_closed_and_come_back(gateway: Gateway) -> None:
     assert "died (exit -9); students and guests fail closed" in gateway.log.read_text()
 
 
+def test_killed_dns_worker_fails_closed_and_comes_back(gateway: Gateway) -> None:
+    """The DNS worker is a process of its own: killed, no student gets an answer from
+    anywhere but LessonGate (their port 53 goes to it, and nothing else listens there), and
+    the supervisor starts another."""
+    (killed,) = gateway.dns_workers()
+    os.kill(killed, signal.SIGKILL)
+    while_down = gateway.dns("student", "instagram.com", server=UPSTREAM_DNS)
+    assert while_down["result"] != "answered" or while_down["rcode"] == "NXDOMAIN", while_down
+    restarted = gateway.wait_until(
+        lambda: bool(gateway.dns_workers()) and killed not in gateway.dns_workers(),
+        5,
+        "the supervisor restarts the DNS worker",
+    )
+    assert restarted < 5
+    gateway.wait_until(
+        lambda: gateway.dns("student", "example.org").get("rcode") == "NOERROR",
+        20,
+        "students' DNS answers again",
+    )
+    assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
+    assert "dns died (exit -9); students and guests fail closed" in gateway.log.read_text()
+
+
 def test_metrics_on_loopback(gateway: Gateway) -> None:
     gateway.dns("student", "tiktok.com")
     text = gateway.metrics()

@@ -294,15 +294,17 @@ def test_the_recorder_follows_a_reloaded_monitoring_section(
     assert [r["name"] for r in recent(tmp_path / "state" / LOG_FILE)] == ["example.net"]
 
 
+@pytest.mark.parametrize("thread", [True, False], ids=["sender-thread", "pumped"])
 def test_the_writer_is_a_process_of_its_own_and_is_started_again(
-    example: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    example: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: bool
 ) -> None:
     """Killed, the writer is replaced: the rows it had not written are counted as dropped,
     the rows after are written in full (the new writer learns every client and decision
-    afresh)."""
+    afresh). With its sender thread, or pumped by its owner (the DNS worker's way)."""
     monkeypatch.setattr(decisionlog, "RESPAWN_AFTER", 0.0)  # not a crash loop: at once
     path = tmp_path / "d.db"
-    log = DecisionLog(path, LONDON, interval=0.02)
+    log = DecisionLog(path, LONDON, interval=0.02, thread=thread)
+    pump = (lambda: None) if thread else log.pump
     facts = example.facts
     tiktok = decide(facts, STUDENT, "tiktok.com", NOW)
     try:
@@ -311,10 +313,12 @@ def test_the_writer_is_a_process_of_its_own_and_is_started_again(
         log.record_at(to_us(NOW), STUDENT, tiktok, "dns", facts)
         deadline = time.monotonic() + 5
         while log.written < 1 and time.monotonic() < deadline:
+            pump()
             time.sleep(0.02)
         os.kill(first, signal.SIGKILL)
         while log.writer_pid in (None, first) and time.monotonic() < deadline + 10:
             log.record_at(to_us(NOW), STUDENT, tiktok, "sni", facts)  # may be lost
+            pump()
             time.sleep(0.05)
         assert log.writer_pid not in (None, first)
         log.record_at(to_us(NOW), STUDENT, decide(facts, STUDENT, "x.com", NOW), "http", facts)

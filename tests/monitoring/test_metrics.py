@@ -119,8 +119,8 @@ def test_dns_error_meter_follows_the_service_counters() -> None:
     assert sample("lessongate_dns_errors_total", kind="refused") == before + 5
 
 
-def test_decision_log_backlog_and_drops(example: Config, tmp_path: Path) -> None:
-    """A log whose writer has not woken yet: 3 queued, 2 dropped."""
+def test_decision_log_backlog_rows_and_drops(example: Config, tmp_path: Path) -> None:
+    """A log whose writer has not woken yet: 3 queued, 2 dropped; once closed, 3 written."""
     log = DecisionLog(tmp_path / "decisions.db", LONDON, capacity=3, interval=30)
     try:
         facts = example.facts
@@ -130,12 +130,16 @@ def test_decision_log_backlog_and_drops(example: Config, tmp_path: Path) -> None
         for _ in range(5):
             log.record(client, facts.device_of(client), decision, "dns", now)
         dropped = sample("lessongate_decision_log_dropped_total") or 0
+        written = sample("lessongate_decision_log_written_total") or 0
         meter = metrics.DecisionLogMeter()
-        meter.update(log.backlog, log.dropped)
+        meter.update(log.backlog, log.written, log.dropped)
         assert sample("lessongate_decision_log_backlog") == 3
         assert sample("lessongate_decision_log_dropped_total") == dropped + 2
     finally:
         log.close()
+    meter.update(log.backlog, log.written, log.dropped)
+    assert sample("lessongate_decision_log_backlog") == 0
+    assert sample("lessongate_decision_log_written_total") == written + 3
 
 
 def test_the_recorder_reports_its_log(tmp_path: Path) -> None:

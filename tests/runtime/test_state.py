@@ -117,6 +117,39 @@ def test_exemptions_from_another_process_and_their_end(
     assert state.facts.exemptions == ()
 
 
+def test_exemptions_wait_for_a_reload_on_another_thread(
+    school_dir: Path, tmp_path: Path, clock_file: Path
+) -> None:
+    """The DNS worker reloads a changed configuration on a thread and picks up exemptions on
+    its loop (``wait=False``): while a reload runs, exemptions are left for the next look,
+    so a reload's facts are never replaced by exemptions on the configuration it replaced."""
+    state_dir = tmp_path / "state"
+    state = PolicyState(school_dir, state_dir, FileClock(clock_file, recheck=0))
+    school = school_dir / "school.yaml"
+    school.write_text(school.read_text() + "\n# changed\n")
+    assert state.config_changed()
+    now = state.now()
+    ExemptionStore(state_dir / STORE_FILE).add(
+        Exemption(
+            id="ex-2",
+            scope=ScopeKind.ROOM,
+            scope_value="S12",
+            start=now,
+            end=now + dt.timedelta(minutes=5),
+            service="instagram",
+            created_by="MSM",
+        ),
+        now,
+    )
+    with state._refreshing:  # a reload in progress
+        state.refresh_exemptions(wait=False)
+        assert state.facts.exemptions == ()
+    state.refresh_config()
+    assert not state.config_changed()
+    state.refresh_exemptions(wait=False)
+    assert state.decide(STUDENT, "instagram.com").exemption_id == "ex-2"
+
+
 def test_remembered_decisions_change_at_period_edges(school_dir: Path, clock_file: Path) -> None:
     state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
     assert state.decide(STAFF, "youtube.com").reason is Reason.STAFF_LESSON_TIME
