@@ -219,14 +219,16 @@ def running(
     upstreams: list[Endpoint] | None = None,
     cache: DnsCache | None = None,
     router: Address | None = ROUTER,
+    decide: Callable[[Client, str], Decision] | None = None,
     **kwargs: Any,
 ) -> Iterator[Harness]:
-    """A fake upstream and a DnsService on 127.0.0.1 (free ports), both in threads."""
+    """A fake upstream and a DnsService on 127.0.0.1 (free ports), both in threads; the
+    school's policy at FIXED_NOW unless ``decide`` is given."""
     upstream = FakeUpstream()
     upstream.start()
     decisions: list[tuple[Client, Decision, str]] = []
     service = DnsService(
-        school_decide(config),
+        decide or school_decide(config),
         upstreams if upstreams is not None else [upstream.endpoint],
         blocked_answer,
         lambda address: router,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import struct
 import time
@@ -15,7 +16,8 @@ from appliance.config.loader import Config
 from appliance.dns import wire
 from appliance.dns.cache import DnsCache
 from appliance.dns.server import DnsService
-from appliance.policy.decision import Reason
+from appliance.policy.decision import Decision, Reason, Verdict
+from appliance.policy.facts import Client
 from tests.dns import (
     ALPN_H2,
     ECH_CONFIG,
@@ -355,6 +357,104 @@ def test_latency_hook_and_stats(example: Config) -> None:
     stats = h.service.stats()
     assert stats["queries"] == 3
     assert set(stats) >= {"queries", "blocked", "cache_hits", "upstream_errors", "malformed"}
+
+
+class SameDecisions:
+    """A decide() that hands back the same Decision object for a client and a name until
+    told otherwise, as PolicyState's memo does while nothing a decision reads changes."""
+
+    def __init__(self, config: Config) -> None:
+        self.fresh = school_decide(config)
+        self.known: dict[tuple[Client, str], Decision] = {}
+
+    def __call__(self, client: Client, name: str) -> Decision:
+        decision = self.known.get((client, name))
+        if decision is None:
+            decision = self.known[(client, name)] = self.fresh(client, name)
+        return decision
+
+    def override(self, name: str, decision: Decision) -> None:
+        for client, known in list(self.known):
+            if known == name:
+                self.known[(client, name)] = decision
+
+
+def test_a_repeated_query_is_answered_from_memory_exactly_as_before(example: Config) -> None:
+    """The same query from the same address (another id) while its decision is the same
+    object and its cached answer the same age: the same bytes but the id, counted and
+    reported like any other answer."""
+    clock = FakeClock()
+    seen: list[str] = []
+    decide = SameDecisions(example)
+    with running(
+        example,
+        cache=DnsCache(clock=clock),
+        decide=decide,
+        on_latency=lambda seconds, outcome: seen.append(outcome),
+    ) as h:
+        h.upstream.set("www.example.org", wire.A, rr("@", wire.A, 300, a_rdata("192.0.2.1")))
+        replies = {}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((LOCALHOST, 0))
+            for msg_id in (1, 2, 3):
+                for name in ("www.example.org", "www.instagram.com"):
+                    replies[(name, msg_id)] = ask_raw(
+                        h.port, query_bytes(name, msg_id=msg_id, edns=True), sock=sock
+                    )
+            stats = h.service.stats()
+            assert stats["remembered"] == 3  # example.org's third, instagram's second and third
+            assert (stats["queries"], stats["allowed"], stats["blocked"]) == (6, 3, 3)
+            assert (stats["cache_hits"], stats["cache_misses"]) == (2, 1)
+            for name in ("www.example.org", "www.instagram.com"):
+                built, remembered = replies[(name, 2)], replies[(name, 3)]
+                assert remembered[:2] == struct.pack("!H", 3)
+                assert remembered[2:] == built[2:]
+            assert len(h.decisions) == 6  # every answer reported to the decision log
+            clock.now += 1.0  # a second older: the TTL goes down, not served from memory
+            aged = DNS(ask_raw(h.port, query_bytes("www.example.org", edns=True), sock=sock))
+            assert aged.an[0].ttl == 299
+            h.service.forget_clients()  # a device may have a new address: nothing is kept
+            ask_raw(h.port, query_bytes("www.instagram.com", edns=True), sock=sock)
+            assert h.service.stats()["remembered"] == 3
+    time.sleep(0.05)
+    assert seen.count("cache") == 3 and seen.count("local") == 4
+
+
+def test_a_new_decision_is_never_answered_from_memory(example: Config) -> None:
+    """An exemption (a new decision) changes the answer at once: the blocked answer given a
+    moment ago is not repeated."""
+    decide = SameDecisions(example)
+    with running(example, decide=decide) as h:
+        h.upstream.set("www.instagram.com", wire.A, rr("@", wire.A, 300, a_rdata("192.0.2.9")))
+        assert ask(h.port, "www.instagram.com").rcode == 3
+        assert ask(h.port, "www.instagram.com").rcode == 3
+        blocked = h.decisions[-1][1]
+        decide.override(
+            "www.instagram.com",
+            blocked._replace(verdict=Verdict.ALLOW, reason=Reason.EXEMPTION, exemption_id="ex"),
+        )
+        assert addresses(ask(h.port, "www.instagram.com")) == ["192.0.2.9"]
+        assert h.service.stats()["remembered"] == 1
+
+
+def test_answers_through_a_cname_are_decided_at_every_query(example: Config) -> None:
+    """Not remembered: the CNAME target's decision can change while the name's does not."""
+    decide = SameDecisions(example)
+    with running(example, decide=decide) as h:
+        h.upstream.set(
+            "www.school.example",
+            wire.A,
+            rr("@", wire.CNAME, 300, wire.text_to_wire("cdn.hosting.example")),
+            rr("cdn.hosting.example", wire.A, 60, a_rdata("192.0.2.6")),
+        )
+        assert addresses(ask(h.port, "www.school.example")) == ["192.0.2.6"]
+        assert addresses(ask(h.port, "www.school.example")) == ["192.0.2.6"]
+        target = decide(Client(ipaddress.ip_address(LOCALHOST)), "cdn.hosting.example")
+        decide.override(
+            "cdn.hosting.example", target._replace(verdict=Verdict.BLOCK, reason=Reason.BYPASS)
+        )
+        assert ask(h.port, "www.school.example").rcode == 3
+        assert h.service.stats()["remembered"] == 0
 
 
 def test_serve_in_an_existing_loop(example: Config) -> None:
