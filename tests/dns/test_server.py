@@ -23,6 +23,7 @@ from tests.dns import (
     ECH_CONFIG,
     IPV4HINT,
     LOCALHOST,
+    FakeUpstream,
     a_rdata,
     addresses,
     ask,
@@ -115,14 +116,19 @@ def test_cname_to_a_blocked_service_is_blocked(example: Config) -> None:
         assert {d.service for d in blocked} == {"youtube"}
 
 
+def school_site_on_a_cdn(upstream: FakeUpstream) -> None:
+    """www.school.example: a CNAME to cdn.hosting.example (allowed), and its address."""
+    upstream.set(
+        "www.school.example",
+        wire.A,
+        rr("@", wire.CNAME, 300, wire.text_to_wire("cdn.hosting.example")),
+        rr("cdn.hosting.example", wire.A, 60, a_rdata("192.0.2.6")),
+    )
+
+
 def test_cname_to_an_allowed_name_is_answered(example: Config) -> None:
     with running(example) as h:
-        h.upstream.set(
-            "www.school.example",
-            wire.A,
-            rr("@", wire.CNAME, 300, wire.text_to_wire("cdn.hosting.example")),
-            rr("cdn.hosting.example", wire.A, 60, a_rdata("192.0.2.6")),
-        )
+        school_site_on_a_cdn(h.upstream)
         assert addresses(ask(h.port, "www.school.example")) == ["192.0.2.6"]
 
 
@@ -441,12 +447,7 @@ def test_answers_through_a_cname_are_decided_at_every_query(example: Config) -> 
     """Not remembered: the CNAME target's decision can change while the name's does not."""
     decide = SameDecisions(example)
     with running(example, decide=decide) as h:
-        h.upstream.set(
-            "www.school.example",
-            wire.A,
-            rr("@", wire.CNAME, 300, wire.text_to_wire("cdn.hosting.example")),
-            rr("cdn.hosting.example", wire.A, 60, a_rdata("192.0.2.6")),
-        )
+        school_site_on_a_cdn(h.upstream)
         assert addresses(ask(h.port, "www.school.example")) == ["192.0.2.6"]
         assert addresses(ask(h.port, "www.school.example")) == ["192.0.2.6"]
         target = decide(Client(ipaddress.ip_address(LOCALHOST)), "cdn.hosting.example")

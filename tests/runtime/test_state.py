@@ -32,6 +32,19 @@ def set_clock(path: Path, when: str) -> None:
     os.utime(path, ns=(stamp, stamp))
 
 
+def s12_instagram(ident: str, now: dt.datetime, seconds: float) -> Exemption:
+    """A teacher's exemption: Instagram for room S12, from now, for ``seconds``."""
+    return Exemption(
+        id=ident,
+        scope=ScopeKind.ROOM,
+        scope_value="S12",
+        start=now,
+        end=now + dt.timedelta(seconds=seconds),
+        service="instagram",
+        created_by="MSM",
+    )
+
+
 @pytest.fixture
 def clock_file(tmp_path: Path) -> Path:
     path = tmp_path / "clock"
@@ -94,20 +107,8 @@ def test_exemptions_from_another_process_and_their_end(
     state_dir = tmp_path / "state"
     state = PolicyState(school_dir, state_dir, FileClock(clock_file, recheck=0))
     assert state.decide(STUDENT, "instagram.com").reason is Reason.STUDENT_ALWAYS
-    teacher = ExemptionStore(state_dir / STORE_FILE)
     now = state.now()
-    teacher.add(
-        Exemption(
-            id="ex-1",
-            scope=ScopeKind.ROOM,
-            scope_value="S12",
-            start=now,
-            end=now + dt.timedelta(seconds=1),
-            service="instagram",
-            created_by="MSM",
-        ),
-        now,
-    )
+    ExemptionStore(state_dir / STORE_FILE).add(s12_instagram("ex-1", now, seconds=1), now)
     state.refresh()
     decision = state.decide(STUDENT, "instagram.com")
     assert (decision.reason, decision.exemption_id) == (Reason.EXEMPTION, "ex-1")
@@ -129,18 +130,7 @@ def test_exemptions_wait_for_a_reload_on_another_thread(
     school.write_text(school.read_text() + "\n# changed\n")
     assert state.config_changed()
     now = state.now()
-    ExemptionStore(state_dir / STORE_FILE).add(
-        Exemption(
-            id="ex-2",
-            scope=ScopeKind.ROOM,
-            scope_value="S12",
-            start=now,
-            end=now + dt.timedelta(minutes=5),
-            service="instagram",
-            created_by="MSM",
-        ),
-        now,
-    )
+    ExemptionStore(state_dir / STORE_FILE).add(s12_instagram("ex-2", now, seconds=300), now)
     with state._refreshing:  # a reload in progress
         state.refresh_exemptions(wait=False)
         assert state.facts.exemptions == ()
