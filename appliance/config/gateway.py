@@ -54,6 +54,7 @@ class Gateway:
     transparent_port: int = 8080
     explicit_port: int = 3128
     proxy_workers: int = 0  # 0: one per core
+    dns_workers: int = 1  # more share port 53 (SO_REUSEPORT): one can die, the others answer
     no_sni: Mapping[Group, NoSni] = field(default_factory=_default_no_sni)
     metrics: Endpoint = Endpoint(ipaddress.ip_address("127.0.0.1"), 9153)
     state_dir: str = "/var/lib/lessongate"
@@ -72,6 +73,7 @@ KEYS = (
     "transparent_port",
     "explicit_port",
     "proxy_workers",
+    "dns_workers",
     "no_sni",
     "metrics",
     "state_dir",
@@ -98,10 +100,9 @@ def parse_gateway(check: Checker, doc: Any, path: str = "gateway") -> Gateway:
     for key in ("dns_port", "transparent_port", "explicit_port"):
         if key in entry:
             values[key] = check.number(entry[key], child(path, key), minimum=1, maximum=65535)
-    if "proxy_workers" in entry:
-        values["proxy_workers"] = check.number(
-            entry["proxy_workers"], child(path, "proxy_workers"), minimum=0, maximum=64
-        )
+    for key, least in (("proxy_workers", 0), ("dns_workers", 1)):
+        if key in entry:
+            values[key] = check.number(entry[key], child(path, key), minimum=least, maximum=64)
     if "blocked_answer" in entry:
         answer = check.choice(entry["blocked_answer"], child(path, "blocked_answer"), BlockedAnswer)
         values["blocked_answer"] = BlockedAnswer(answer) if answer else None

@@ -14,8 +14,10 @@ its own for the time it takes, so answers go on meanwhile, from the old policy.
 
 Students and guests fail closed while this process is down: their DNS is redirected to it
 and nothing else answers. ``python -m appliance.runtime.dnsworker --config DIR --state DIR
-[--clock FILE]``; the supervisor passes its own options. SIGTERM or SIGINT: stop, after
-handing the decision log what it has.
+[--clock FILE] [--reuse-port]``; the supervisor passes its own options, and ``--reuse-port``
+when the school runs several (``gateway.dns_workers``): they share port 53, the kernel
+spreads clients over them, and while one is down the others answer. SIGTERM or SIGINT: stop,
+after handing the decision log what it has.
 """
 
 from __future__ import annotations
@@ -56,7 +58,14 @@ STAGGER = 0.037  # seconds between the steps' first runs, so they fall apart
 class DnsWorker:
     """The service and what it needs, wired; :meth:`serve` runs it in the current loop."""
 
-    def __init__(self, config_dir: Path, state_dir: Path, clock_file: Path | None) -> None:
+    def __init__(
+        self,
+        config_dir: Path,
+        state_dir: Path,
+        clock_file: Path | None,
+        reuse_port: bool = False,
+    ) -> None:
+        """``reuse_port``: share the port with the other DNS workers (SO_REUSEPORT)."""
         self.state = state = PolicyState(config_dir, state_dir, clock_for(clock_file))
         gc.freeze()  # the policy (a million names, say) lives as long as the process
         self.recorder = Recorder(state, state_dir, thread=False)
@@ -76,6 +85,7 @@ class DnsWorker:
             port=gateway.dns_port,
             on_latency=self.latency.observe,
             mac_for=self.neighbours.mac_for,
+            reuse_port=reuse_port,
         )
 
     def router_for(self, address: Address) -> Address | None:
@@ -159,10 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, metavar="DIR")
     parser.add_argument("--state", type=Path, required=True, metavar="DIR")
     parser.add_argument("--clock", type=Path, metavar="FILE", help="the time, from a file")
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="one of several DNS workers on the port"
+    )
     args = parser.parse_args(argv)
     end_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    worker = DnsWorker(args.config, args.state, args.clock)
+    worker = DnsWorker(args.config, args.state, args.clock, args.reuse_port)
     loop = new_event_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stopping.set)

@@ -115,7 +115,11 @@ def worker_argv(options: Options, mode: str, state_dir: Path) -> list[str]:
 def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[Worker]:
     gateway = state.config.gateway
     count = worker_count(options, gateway.proxy_workers)
-    workers = [Worker("dns", "dns", dns_argv(options, state_dir))]
+    dns = gateway.dns_workers
+    workers = [
+        Worker("dns" if dns == 1 else f"dns-{i}", "dns", dns_argv(options, state_dir, dns > 1))
+        for i in range(dns)
+    ]
     workers += [
         Worker(
             f"proxy-{i}",
@@ -136,10 +140,12 @@ def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[
     return workers
 
 
-def dns_argv(options: Options, state_dir: Path) -> list[str]:
-    """The DNS worker on the same config, state and clock (in our network namespace)."""
+def dns_argv(options: Options, state_dir: Path, shared: bool) -> list[str]:
+    """A DNS worker on the same config, state and clock (in our network namespace);
+    ``shared``: one of several on port 53 (``gateway.dns_workers``)."""
     argv = [sys.executable, "-m", "appliance.runtime.dnsworker", "--config"]
     argv += [str(options.config_dir), "--state", str(state_dir)]
+    argv += ["--reuse-port"] if shared else []
     return argv + (["--clock", str(options.clock_file)] if options.clock_file else [])
 
 

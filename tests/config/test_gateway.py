@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert issues == []
     assert gateway == Gateway()
     assert (gateway.dns_port, gateway.transparent_port, gateway.explicit_port) == (53, 8080, 3128)
+    assert (gateway.proxy_workers, gateway.dns_workers) == (0, 1)  # one proxy per core
     assert gateway.no_sni_for(Group.STUDENTS) is NoSni.BLOCK
     assert gateway.no_sni_for(Group.STAFF) is NoSni.ALLOW
     assert gateway.no_sni_for(Group.UNKNOWN) is NoSni.BLOCK
@@ -71,6 +72,10 @@ def test_endpoints(text: str, endpoint: str) -> None:
             "school.yaml:gateway.dns_port: 70000 is not a whole number from 1 to 65535",
         ),
         (
+            {"dns_workers": 0},
+            "school.yaml:gateway.dns_workers: 0 is not a whole number from 1 to 64",
+        ),
+        (
             {"blocked_answer": "refuse"},
             'school.yaml:gateway.blocked_answer: "refuse" is not one of: nxdomain, gateway',
         ),
@@ -85,8 +90,8 @@ def test_endpoints(text: str, endpoint: str) -> None:
         (
             {"upstream": ["192.0.2.1"]},
             "school.yaml:gateway.upstream: unknown key; allowed: blocked_answer, dns_port,"
-            " doh_addresses, explicit_port, metrics, no_sni, proxy_workers, state_dir,"
-            " transparent_port, upstream_dns, wan_interface",
+            " dns_workers, doh_addresses, explicit_port, metrics, no_sni, proxy_workers,"
+            " state_dir, transparent_port, upstream_dns, wan_interface",
         ),
     ],
 )

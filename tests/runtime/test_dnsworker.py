@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from appliance.dns import wire
 from appliance.monitoring.decisionlog import LOG_FILE
+from appliance.runtime.supervisor import Options, dry_run
 from tests.dns import FakeUpstream, a_rdata, addresses, ask, rr
 from tests.e2e.conftest import free_port
 
@@ -25,9 +26,11 @@ LESSON = "2026-11-25T09:00:00+00:00"
 
 
 class Worker:
-    def __init__(self, school: Path, state: Path, port: int, argv: list[str]) -> None:
+    def __init__(
+        self, school: Path, state: Path, port: int, argv: list[str], log: str = "worker.log"
+    ) -> None:
         self.school, self.state, self.port = school, state, port
-        self.stderr = state / "worker.log"
+        self.stderr = state / log
         env = os.environ | {
             "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
             "PYTHONPATH": str(ROOT),
@@ -176,3 +179,45 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_workers_sharing_the_port_answer_while_one_is_down(
+    setup: tuple[Path, Path, int],
+) -> None:
+    """``gateway.dns_workers: 2``: both on the port (SO_REUSEPORT); one killed, every client
+    is still answered by the other."""
+    school, state, port = setup
+    argv = [*worker_argv(school, state), "--reuse-port"]
+    workers = [Worker(school, state, port, argv, f"worker-{i}.log") for i in range(2)]
+    try:
+        for worker in workers:
+            deadline = time.monotonic() + 30
+            while "DNS service on" not in worker.stderr.read_text():
+                assert time.monotonic() < deadline, worker.stderr.read_text()
+                time.sleep(0.1)
+        workers[0].process.kill()
+        workers[0].process.wait()
+        # Each query from a new source port: the kernel picks a worker per client.
+        answers = [workers[1].answers("example.org") for _ in range(20)]
+        assert answers == ["NOERROR"] * 20
+        assert workers[1].answers("www.instagram.com") == "NXDOMAIN"
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_supervisor_runs_the_configured_dns_workers(
+    school_dir: Path, tmp_path: Path, count: int
+) -> None:
+    if count > 1:
+        config = school_dir / "school.yaml"
+        config.write_text(
+            config.read_text().replace("gateway:\n", f"gateway:\n  dns_workers: {count}\n", 1)
+        )
+    plan = dry_run(Options(config_dir=school_dir, state_dir=tmp_path))
+    lines = [line for line in plan.splitlines() if line.startswith("# dns")]
+    assert [line.split(":")[0] for line in lines] == (
+        ["# dns"] if count == 1 else ["# dns-0", "# dns-1"]
+    )
+    assert all(("--reuse-port" in line) == (count > 1) for line in lines)
