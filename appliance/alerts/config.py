@@ -128,6 +128,9 @@ class Retry:
         return min(self.most, doubled)
 
 
+DEFAULT_RETENTION_DAYS = 30  # like the decision log's rows the alerts are made from
+
+
 @dataclass(frozen=True)
 class Alerts:
     recipients: Mapping[str, Recipient] = field(default_factory=dict)
@@ -135,6 +138,9 @@ class Alerts:
     webhook: Webhook | None = None
     rules: Mapping[RuleName, Rule] = field(default_factory=dict)
     retry: Retry = field(default_factory=Retry)
+    # Days an alert's text (who, what, which device) is kept once delivered; then only its
+    # rule, recipient and times stay, for the annual report (Outbox.redact).
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     def routes(self) -> dict[str, tuple[str, ...]]:
         """Role → the channels its alerts go out on (only channels that are configured)."""
@@ -172,7 +178,7 @@ _DEFAULTS: Mapping[RuleName, tuple[str, int, int]] = {
     RuleName.INVESTIGATION: ("dsl", 0, 0),
 }
 BURST_GROUPS = (Group.STUDENTS, Group.GUESTS, Group.UNKNOWN)
-KEYS = ("recipients", "email", "webhook", "rules", "retry")
+KEYS = ("recipients", "email", "webhook", "rules", "retry", "retention_days")
 
 
 def parse_alerts(
@@ -198,7 +204,15 @@ def parse_alerts(
             check.error(child(where, "webhook"), f"needs the webhook channel ({path}.webhook)")
     rules = _rules(check, entry.get("rules", {}), child(path, "rules"), recipients, directory)
     retry = _retry(check, entry["retry"], child(path, "retry")) if "retry" in entry else None
-    return Alerts(recipients, email, webhook, rules, retry or Retry())
+    days = check.number(
+        entry.get("retention_days", DEFAULT_RETENTION_DAYS),
+        child(path, "retention_days"),
+        minimum=1,
+        maximum=3650,
+    )
+    return Alerts(
+        recipients, email, webhook, rules, retry or Retry(), days or DEFAULT_RETENTION_DAYS
+    )
 
 
 def _recipients(check: Checker, doc: Any, path: str) -> dict[str, Recipient]:

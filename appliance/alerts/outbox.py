@@ -319,6 +319,23 @@ class Outbox:
 
     # -- looking -------------------------------------------------------------------------------
 
+    def redact(self, before: dt.datetime) -> int:
+        """Blank what alerts raised before ``before`` say — subject, body, summary and
+        dedupe key: names, devices, people — once they are delivered on every channel (or
+        summarised in an alert that is). The rows stay, with their rule, recipient, times and
+        deliveries, so the annual report still counts them; an alert still owed to someone
+        keeps its text until it is delivered. Returns how many were blanked."""
+        with _transaction(self.db, immediate=True):
+            return self.db.execute(
+                "UPDATE alerts SET subject = '', body = '', summary = '', key = ''"
+                " WHERE created_us < ? AND state != 'queued'"
+                " AND (subject != '' OR body != '' OR summary != '' OR key != '')"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+                " WHERE d.alert_id = coalesce(alerts.summarised_in, alerts.id)"
+                " AND d.delivered_us IS NULL)",
+                (to_us(before),),
+            ).rowcount
+
     def pending_count(self) -> int:
         """Alerts still owed to someone: queued, or released and not on every channel yet."""
         row = self.db.execute(

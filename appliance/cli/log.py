@@ -242,16 +242,19 @@ def _prune(args: argparse.Namespace) -> int:
     # Imported here, not at the top: it brings in the Prometheus metrics, which must not be
     # imported before `lessongate run` sets PROMETHEUS_MULTIPROC_DIR (or the supervisor's
     # own metrics never reach /metrics).
-    from appliance.monitoring.retention import prune
+    from appliance.monitoring.retention import prune, redact_alerts
 
     config, state = open_config(args)
     now = dt.datetime.now(dt.UTC)
     settings = config.monitoring.decision_log
     run = prune(state / LOG_FILE, settings, now)
+    days = config.alerts.retention_days
+    blanked = redact_alerts(state, days, now)
     summary = ", ".join(
         f"{group} {run.deleted[group]} (older than {settings.retention_days[group]} days)"
         for group in run.deleted
     )
+    summary += f"; delivered alerts blanked: {blanked} (older than {days} days)"
     audit = AuditLog(state / ACCOUNTS_FILE)
     try:
         audit.append(

@@ -11,16 +11,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from appliance.cli.identity import add_config_arguments, open_config
 from appliance.config.errors import Checker
 from appliance.config.gateway import Endpoint, endpoint
-from appliance.config.loader import load
 from appliance.web.settings import DEFAULT_PORT
 
 
 def add_parser(commands: Any) -> None:
     web = commands.add_parser("web", help="serve the teachers' page and the JSON API (HTTPS)")
-    web.add_argument("--config", type=Path, required=True, metavar="DIR")
-    web.add_argument("--state", type=Path, metavar="DIR", help="default: gateway.state_dir")
+    add_config_arguments(web)
     web.add_argument(
         "--listen", type=_listen, metavar="ADDR:PORT", help="default: web.listen (0.0.0.0:8443)"
     )
@@ -42,10 +41,9 @@ def _listen(text: str) -> Endpoint:
 def _web(args: argparse.Namespace) -> int:
     from appliance.web.server import serve
 
-    config_dir = args.config.resolve()
-    state = args.state or Path(load(config_dir).gateway.state_dir)
+    _, state = open_config(args)
     return serve(
-        config_dir,
+        args.config.resolve(),
         state.resolve(),
         clock_file=args.clock.resolve() if args.clock else None,
         listen=args.listen,

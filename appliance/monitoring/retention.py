@@ -12,6 +12,10 @@ A row leaves only its count behind: in the same transaction that deletes it, it 
 no address, device, owner or name), so ``lessongate report`` can still count a whole school
 year's blocks when the rows themselves were kept 30 days.
 
+The same job blanks the text of delivered alerts older than ``alerts.retention_days``
+(:func:`redact_alerts`): an alert names the device, the person and what they did, like the
+rows it was raised from.
+
 ``lessongate run`` runs it daily at ``retention_run`` (school-local time) through
 :class:`RetentionSchedule`; ``lessongate log prune`` runs it on demand.
 """
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from appliance.alerts.outbox import ALERTS_FILE, Outbox
 from appliance.config.gateway import CLIENT_GROUPS
 from appliance.monitoring import metrics
 from appliance.monitoring.decisionlog import LOG_FILE, open_log, utc_text
@@ -157,6 +162,16 @@ def prune(
         db.close()
 
 
+def redact_alerts(state_dir: Path, days: int, now: dt.datetime) -> int:
+    """Blank the text of the alerts raised more than ``days`` before ``now`` and delivered
+    (see ``Outbox.redact``); how many. 0 when this gateway has no alert outbox."""
+    path = state_dir / ALERTS_FILE
+    if not path.is_file():
+        return 0
+    with Outbox(path) as outbox:
+        return outbox.redact(now - dt.timedelta(days=days))
+
+
 def last_run(path: Path) -> dt.datetime | None:
     """When the last retention job started (None when it never ran)."""
     if not path.is_file():
@@ -193,10 +208,14 @@ class RetentionSchedule:
         settings: Callable[[], DecisionLogSettings],
         zone: Callable[[], ZoneInfo],
         clock: Callable[[], dt.datetime],
+        alert_days: Callable[[], int] | None = None,
     ) -> None:
-        """``settings`` and ``zone`` are read at each tick, so a reloaded configuration counts."""
+        """``settings``, ``zone`` and ``alert_days`` (alerts.retention_days: the alerts in
+        the same directory are redacted too) are read at each tick, so a reloaded
+        configuration counts."""
         self.path = path
         self.settings = settings
+        self.alert_days = alert_days
         self.zone = zone
         self.clock = clock
         self._after = last_run(path)
@@ -212,6 +231,7 @@ class RetentionSchedule:
             lambda: state.config.monitoring.decision_log,
             lambda: state.facts.timetable.zone,
             state.now,
+            lambda: state.config.alerts.retention_days,
         )
 
     def tick(self, now: dt.datetime) -> None:
@@ -238,6 +258,13 @@ class RetentionSchedule:
         log.info(
             "retention: rows deleted: %s", ", ".join(f"{g} {n}" for g, n in run.deleted.items())
         )
+        if self.alert_days is not None:
+            try:
+                blanked = redact_alerts(self.path.parent, self.alert_days(), now)
+            except sqlite3.Error as error:
+                log.error("retention: the alerts could not be redacted: %s", error)
+                return
+            log.info("retention: delivered alerts blanked: %d", blanked)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop a running job between two batches (the next run carries on)."""

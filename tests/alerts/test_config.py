@@ -94,6 +94,7 @@ alerts:
     password: hunter2
   webhook: {url: "http://hooks.example.org/x", secret_file: secrets/hook, colour: red}
   retry: {first_seconds: 60, max_seconds: 30}
+  retention_days: 0
   rules:
     blocked-burst: {recipient: slt, count: 0, minutes: 10, groups: [students, teachers]}
     bypass: {recipient: nobody, dedupe_minutes: -1, max_per_hour: 0}
@@ -139,6 +140,7 @@ alerts:
         "school.yaml:alerts.rules.investigation.recipient: unknown key; allowed: dedupe_minutes,"
         " max_per_hour",
         "school.yaml:alerts.retry.max_seconds: 30 is less than first_seconds (60)",
+        "school.yaml:alerts.retention_days: 0 is not a whole number from 1 to 3650",
     ]
 
 
@@ -197,7 +199,8 @@ def test_loader_reports_alerts_errors_with_the_rest(school_dir: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load(school_dir)
     assert [str(i) for i in error.value.issues] == [
-        "school.yaml:alerts.colour: unknown key; allowed: email, recipients, retry, rules, webhook",
+        "school.yaml:alerts.colour: unknown key; allowed: email, recipients, retention_days,"
+        " retry, rules, webhook",
         'school.yaml:alerts.rules.bypass.recipient: "dsl" is not in alerts.recipients'
         " (none configured)",
     ]

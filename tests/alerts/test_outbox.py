@@ -204,3 +204,30 @@ def test_outbox_survives_reopening(tmp_path: Path) -> None:
         assert len(box.due(T0)) == 2
     with sqlite3.connect(tmp_path / ALERTS_FILE) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_delivered_alerts_lose_their_text_after_the_retention_window(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """alerts.retention_days: an alert names a device, a person and what they did. Once
+    delivered everywhere (or summarised in one that is) and older than the window, only its
+    rule, recipient and times stay, so the annual report counts it still; one still owed to
+    someone (or still queued) keeps its text."""
+    for n in range(5):  # 3 released for the dsl, 2 summarised in the third
+        queue(tmp_path, f"bypass:{n}", minutes(n))
+    queue(tmp_path, "bypass:head", minutes(0), to="headteacher")
+    outbox.release(ROUTES, minutes(5), LONDON)
+    for delivery in outbox.due(minutes(5)):
+        if delivery.subject != "subject bypass:1":  # one alert still owed on both channels
+            outbox.delivered(delivery.alert_id, delivery.channel, minutes(6))
+    queue(tmp_path, "bypass:late", minutes(70))  # queued, never released
+    assert outbox.redact(minutes(100)) == 5  # 0, 2, 3, 4 (summarised in 2) and the head's
+    rows = outbox.db.execute(
+        "SELECT key, subject, body, summary, rule, recipient, created_us FROM alerts ORDER BY id"
+    ).fetchall()
+    kept = {row[0]: row[1] for row in rows if row[0]}
+    assert kept == {"bypass:1": "subject bypass:1", "bypass:late": "subject bypass:late"}
+    blanked = [row for row in rows if not row[0]]
+    assert len(blanked) == 5
+    assert all(row[1:4] == ("", "", "") and row[4] == "bypass" and row[6] for row in blanked)
+    assert outbox.redact(minutes(100)) == 0  # nothing left to blank

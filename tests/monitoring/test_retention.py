@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from appliance.alerts.outbox import ALERTS_FILE, Outbox, notify
 from appliance.config.loader import Config
 from appliance.monitoring import metrics
 from appliance.monitoring.decisionlog import LOG_FILE, DecisionLog, open_log
@@ -234,8 +235,37 @@ def test_for_state_follows_the_running_policy(tmp_path: Path) -> None:
     assert schedule.path == tmp_path / LOG_FILE
     assert schedule.settings() is state.config.monitoring.decision_log
     assert schedule.zone() == LONDON
+    assert schedule.alert_days is not None
+    assert schedule.alert_days() == state.config.alerts.retention_days == 30
     schedule.tick(state.now())  # never ran: waits for the next 02:30
     assert schedule._thread is None
     schedule.close()
     if state.store is not None:
         state.store.close()
+
+
+def test_the_scheduled_run_blanks_delivered_alerts_too(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.db"
+    prune(path, SETTINGS, NOW - dt.timedelta(days=3))
+    for age, key in ((31, "bypass:old"), (29, "bypass:recent")):
+        notify(
+            tmp_path,
+            rule="bypass",
+            recipient="dsl",
+            subject=f"subject {key}",
+            body="9X2's tablet asked for a DoH resolver",
+            key=key,
+            now=NOW - dt.timedelta(days=age),
+        )
+    with Outbox(tmp_path / ALERTS_FILE) as outbox:
+        outbox.release({"dsl": ("email",)}, NOW - dt.timedelta(days=31), LONDON)
+        for delivery in outbox.due(NOW):
+            outbox.delivered(delivery.alert_id, delivery.channel, NOW - dt.timedelta(days=29))
+    clock = Clock(NOW)
+    schedule = RetentionSchedule(path, lambda: SETTINGS, lambda: LONDON, clock, lambda: 30)
+    schedule.tick(clock.now)
+    wait_idle(schedule)
+    schedule.close()
+    with Outbox(tmp_path / ALERTS_FILE) as outbox:
+        texts = outbox.db.execute("SELECT key, body FROM alerts ORDER BY id").fetchall()
+    assert texts == [("", ""), ("bypass:recent", "9X2's tablet asked for a DoH resolver")]
