@@ -22,6 +22,10 @@ LOG_READERS: frozenset[Role] = frozenset({Role.ICT_MANAGER, Role.DSL})
 INVESTIGATION_STARTERS: frozenset[Role] = frozenset({Role.ICT_MANAGER})
 INVESTIGATION_APPROVERS: frozenset[Role] = frozenset({Role.DSL, Role.SLT})
 INVESTIGATION_READERS: frozenset[Role] = INVESTIGATION_STARTERS | INVESTIGATION_APPROVERS
+STANDING_CREATORS: frozenset[Role] = frozenset({Role.ICT_MANAGER, Role.HEADTEACHER})
+STANDING_READERS: frozenset[Role] = frozenset(
+    {Role.ICT_MANAGER, Role.DSL, Role.SLT, Role.HEADTEACHER}
+)
 
 
 def describe(roles: Iterable[Role]) -> str:

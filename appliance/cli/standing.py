@@ -14,16 +14,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from appliance.accounts.roles import Role
+from appliance.accounts.roles import STANDING_CREATORS, STANDING_READERS, Role
 from appliance.cli.identity import SHELL_ADDRESS, add_config_arguments, add_identity_arguments
 from appliance.cli.steps import Step, signed_in, take
-from appliance.exemptions.standing import (
-    STANDING_CREATORS,
-    STANDING_READERS,
-    StandingPermissions,
-    StandingRefused,
-    standing_json,
-)
+from appliance.exemptions.standing import StandingPermissions, StandingRefused, standing_json
 from appliance.policy.facts import Exemption
 
 

@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from appliance.accounts.audit import AuditLog
-from appliance.accounts.roles import Role
+from appliance.accounts.roles import STANDING_CREATORS, STANDING_READERS, Role
 from appliance.accounts.store import User
 from appliance.exemptions.investigation import InvestigationRefused, parse_subject
 from appliance.exemptions.steps import AuditedSteps
@@ -35,10 +35,6 @@ from appliance.exemptions.store import ExemptionStore
 from appliance.lists.services import CategoryPolicy
 from appliance.policy.facts import Exemption, ExemptionKind, Facts, Group, ScopeKind
 
-STANDING_CREATORS: frozenset[Role] = frozenset({Role.ICT_MANAGER, Role.HEADTEACHER})
-STANDING_READERS: frozenset[Role] = frozenset(
-    {Role.ICT_MANAGER, Role.DSL, Role.SLT, Role.HEADTEACHER}
-)
 REASON_LENGTH = (3, 200)
 INSTRUCTION_LENGTH = (5, 500)
 KIND = ExemptionKind.STANDING

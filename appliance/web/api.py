@@ -21,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from appliance.accounts.roles import STANDING_CREATORS
 from appliance.accounts.store import SignInRefused
-from appliance.exemptions.standing import STANDING_CREATORS, standing_json
+from appliance.exemptions.standing import standing_json
 from appliance.policy.facts import Exemption
 from appliance.web.desk import Desk, Forbidden, NotFound, Visitor
 from appliance.web.http import clear_session_cookie, client_address, cross_site, set_session_cookie

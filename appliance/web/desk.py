@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.accounts.audit import AuditEntry, AuditLog
-from appliance.accounts.roles import AUDIT_READERS, INVESTIGATION_READERS, Role, describe
-from appliance.accounts.store import ACCOUNTS_FILE, AccountStore, SignInRefused, User, open_store
-from appliance.exemptions.investigation import Investigations
-from appliance.exemptions.standing import (
+from appliance.accounts.roles import (
+    AUDIT_READERS,
+    INVESTIGATION_READERS,
     STANDING_CREATORS,
     STANDING_READERS,
-    StandingPermissions,
-    StandingRefused,
-    delegates,
+    Role,
+    describe,
 )
+from appliance.accounts.store import ACCOUNTS_FILE, AccountStore, SignInRefused, User, open_store
+from appliance.exemptions.investigation import Investigations
+from appliance.exemptions.standing import StandingPermissions, StandingRefused, delegates
 from appliance.monitoring import metrics
 from appliance.policy.facts import Exemption, Facts, ScopeKind
 from appliance.runtime.clock import Clock, SystemClock

@@ -28,6 +28,8 @@ from appliance.accounts.roles import (
     INVESTIGATION_APPROVERS,
     INVESTIGATION_READERS,
     INVESTIGATION_STARTERS,
+    STANDING_CREATORS,
+    STANDING_READERS,
     Role,
 )
 from appliance.accounts.store import SignInRefused
@@ -39,7 +41,7 @@ from appliance.exemptions.investigation import (
     Status,
 )
 from appliance.exemptions.request import ExemptionRefused, lesson_end
-from appliance.exemptions.standing import STANDING_CREATORS, STANDING_READERS, year_end
+from appliance.exemptions.standing import year_end
 from appliance.policy.facts import DEVICES, Exemption, Facts, ScopeKind
 from appliance.web.desk import Desk, Forbidden, NotFound, Visitor
 from appliance.web.http import clear_session_cookie, client_address, set_session_cookie
