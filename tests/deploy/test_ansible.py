@@ -300,6 +300,11 @@ def applied() -> Iterator[Tree]:
     tree = Tree(work)
     try:
         tree.make(base)
+        # As on Ubuntu: systemd-resolved installed (its stub would hold port 53).
+        resolved = tree.root / "usr/lib/systemd/systemd-resolved"
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+        resolved.write_text("#!/bin/sh\nexit 0\n")
+        resolved.chmod(0o755)
         tree.mount_api()
         timed("tree ready (cached base + overlay)", start)
         repo = repo_snapshot(work / "repo")
@@ -372,6 +377,9 @@ def test_installed_configuration_is_valid(applied: Tree) -> None:
     assert (root / "etc/sysctl.d/60-lessongate.conf").read_text().strip() == "net.ipv4.ip_forward=1"
     assert (root / "opt/lessongate/addons/lessongate.py").is_file()
     assert (root / "etc/lessongate/tls/gateway.crt").is_file()
+    resolved = (root / "etc/systemd/resolved.conf.d/lessongate.conf").read_text()
+    assert "DNSStubListener=no" in resolved  # port 53 is the DNS worker's
+    assert not (root / "etc/resolv.conf").is_symlink()  # not the stub's: left as it was
     assert "certificate: /etc/lessongate/tls/gateway.crt" in school  # the teachers' page
     targets = (root / "etc/prometheus/lessongate/gateways.json").read_text()
     assert '"127.0.0.1:9153"' in targets and '"testschool"' in targets

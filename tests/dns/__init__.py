@@ -171,9 +171,18 @@ class FakeUpstream:
             finally:
                 writer.close()
 
-        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(LOCALHOST, 0))
-        self.port = transport.get_extra_info("sockname")[1]
-        server = await asyncio.start_server(tcp, LOCALHOST, self.port)
+        # UDP on a port the OS picks, TCP on the same number: taken by another program's TCP
+        # now and then (a flake seen in CI), so a few tries, like DnsService.open.
+        for attempt in range(20):
+            transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(LOCALHOST, 0))
+            self.port = transport.get_extra_info("sockname")[1]
+            try:
+                server = await asyncio.start_server(tcp, LOCALHOST, self.port)
+                break
+            except OSError:
+                transport.close()
+                if attempt == 19:
+                    raise
         ready.set()
         assert self._stop is not None
         await self._stop.wait()
