@@ -432,14 +432,13 @@ class DnsService:
         entry: tuple[Client, str, Decision, str],
         reply: bytes,
         fresh_until: float = 0.0,
-    ) -> bytes:
+    ) -> None:
         """Note an answer for :meth:`_remembered`; ``fresh_until`` (the cache's clock) for an
         answer from the cache, 0 for a blocked one (it changes only with the decision)."""
         answers = self._answers
         if len(answers) >= MAX_ANSWER_MEMO:
             answers.clear()
         answers[(host, data[2:])] = (*entry, reply[2:], fresh_until)
-        return reply
 
     def answer(self, data: bytes, host: str, tcp: bool = False, udp: bool = False) -> Result:
         """The answer to one message from ``host``: bytes to send now, None to send nothing,
