@@ -26,11 +26,11 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from appliance.config.gateway import BlockedAnswer, Endpoint
 from appliance.dns import wire
-from appliance.dns.cache import CacheKey, DnsCache
+from appliance.dns.cache import CacheEntry, CacheKey, DnsCache
 from appliance.dns.wire import ParseError, Query, Response
 from appliance.policy.decision import Decision, Reason
 from appliance.policy.facts import Address, Client
@@ -42,8 +42,6 @@ type RouterFn = Callable[[Address], Address | None]
 type DecisionHook = Callable[[Client, Decision, str], None]
 type LatencyHook = Callable[[float, str], None]
 type Result = bytes | Coroutine[Any, Any, bytes | None] | None
-# client, name, decision, qtype name, the answer but its id, fresh until (see _remembered)
-type _Remembered = tuple[Client, str, Decision, str, bytes, float]
 
 BLOCKED_TTL = 10  # seconds a client may keep the gateway's address for a blocked name
 DOWN_FOR = 30.0  # seconds an upstream that failed goes to the back of the queue
@@ -91,6 +89,32 @@ def is_ddr(name: str) -> bool:
     """``resolver.arpa`` and below (RFC 9462 discovery of designated resolvers): a client
     looking for an encrypted resolver to move to. Answered NODATA: there is none."""
     return name == "resolver.arpa" or name.endswith(".resolver.arpa")
+
+
+class _Cached(NamedTuple):
+    """Where a remembered answer from the cache came from, to bring its TTLs up to date."""
+
+    key: CacheKey
+    entry: CacheEntry
+    query: Query
+    limit: int
+
+
+class _Known:
+    """An answer given a moment ago (:meth:`DnsService._remembered`): what it was decided
+    on, and the answer but its id; ``cached`` and ``fresh_until`` (the cache's clock) for an
+    answer from the cache, whose TTLs hold until then."""
+
+    __slots__ = ("cached", "client", "decision", "fresh_until", "name", "qtype_name", "rest")
+
+    def __init__(self, client: Client, name: str, decision: Decision, qtype_name: str) -> None:
+        self.client = client
+        self.name = name
+        self.decision = decision
+        self.qtype_name = qtype_name
+        self.rest = b""
+        self.cached: _Cached | None = None
+        self.fresh_until = 0.0
 
 
 class _UdpServer(asyncio.DatagramProtocol):
@@ -199,7 +223,7 @@ class DnsService:
         self.truncated = 0
         self.internal_errors = 0
         self._clients: dict[str, Client] = {}
-        self._answers: dict[tuple[str, bytes], _Remembered] = {}
+        self._answers: dict[tuple[str, bytes], _Known] = {}
         self._inflight: dict[CacheKey, asyncio.Future[Response | None]] = {}
         self._down_until: dict[Endpoint, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -401,44 +425,58 @@ class DnsService:
 
         It holds while the policy hands back the same decision object (PolicyState's memo
         does, until anything the decision reads changes) and, for an answer from the cache,
-        within the same whole second of its age (its TTLs are the same). Then the answer is
-        the same bytes but the id, and everything answer() counts and reports is counted and
-        reported, without parsing the query or building the answer again: on a school's
-        traffic (the same names from the same devices) most queries take this path."""
+        while the cache holds the same entry: within the same whole second of its age the
+        answer is the same bytes but the id; a second later its TTLs are lowered once and it
+        is remembered again. Everything answer() counts and reports is counted and reported,
+        without parsing the query, looking up the cache or building the answer again: on a
+        school's traffic (the same names from the same devices) most queries take this path."""
         known = self._answers.get((host, data[2:]))
         if known is None:
             return None
-        client, name, decision, qtype_name, rest, fresh_until = known
-        if (fresh_until and self.cache.clock() >= fresh_until) or self._decide(
-            client, name
-        ) is not decision:
+        decision = known.decision
+        if self._decide(known.client, known.name) is not decision:
+            return None
+        if (
+            known.cached is not None
+            and self.cache.clock() >= known.fresh_until
+            and not self._age(known)
+        ):
             return None
         self.queries += 1
         self.remembered += 1
-        self._on_decision(client, decision, qtype_name)
-        if fresh_until:
+        self._on_decision(known.client, decision, known.qtype_name)
+        if known.cached is not None:
             self.allowed += 1
             self.cache_hits += 1
             self._outcome = "cache"
         else:
             self.blocked += 1
             self._outcome = "local"
-        return data[:2] + rest
+        return data[:2] + known.rest
 
-    def _remember(
-        self,
-        data: bytes,
-        host: str,
-        entry: tuple[Client, str, Decision, str],
-        reply: bytes,
-        fresh_until: float = 0.0,
-    ) -> None:
-        """Note an answer for :meth:`_remembered`; ``fresh_until`` (the cache's clock) for an
-        answer from the cache, 0 for a blocked one (it changes only with the decision)."""
+    def _age(self, known: _Known) -> bool:
+        """Bring a remembered answer from the cache to its entry's current age (TTLs lowered),
+        if the cache still holds that entry and the answer still fits the client's size."""
+        cached = known.cached
+        assert cached is not None
+        hit = self.cache.get(cached.key)
+        if hit is None or hit[0] is not cached.entry:
+            return False
+        entry, age = hit
+        reply = wire.answer_from(entry.message, entry.ttl_offsets, age, cached.query, cached.limit)
+        if len(reply) < len(entry.message):  # cut short: counted at every answer
+            return False
+        known.rest = reply[2:]
+        known.fresh_until = min(entry.stored + age + 1, entry.expires)
+        return True
+
+    def _remember(self, data: bytes, host: str, known: _Known, reply: bytes) -> None:
+        """Note an answer for :meth:`_remembered`."""
         answers = self._answers
         if len(answers) >= MAX_ANSWER_MEMO:
             answers.clear()
-        answers[(host, data[2:])] = (*entry, reply[2:], fresh_until)
+        known.rest = reply[2:]
+        answers[(host, data[2:])] = known
 
     def answer(self, data: bytes, host: str, tcp: bool = False, udp: bool = False) -> Result:
         """The answer to one message from ``host``: bytes to send now, None to send nothing,
@@ -472,7 +510,8 @@ class DnsService:
             self.blocked += 1
             reply = self._blocked(query, decision, client)
             if udp:
-                self._remember(data, host, (client, name, decision, qtype_name), reply)
+                known = _Known(client, name, decision, qtype_name)
+                self._remember(data, host, known, reply)
             return reply
         self.allowed += 1
         key = (name, query.qtype, query.qclass)
@@ -495,8 +534,10 @@ class DnsService:
             # Not remembered: an answer through a CNAME (its target is decided at every hit),
             # or one cut short for the client's UDP size (counted at every answer).
             if udp and not entry.cname_targets and len(reply) >= len(entry.message):
-                fresh_until = min(entry.stored + age + 1, entry.expires)
-                self._remember(data, host, (client, name, decision, qtype_name), reply, fresh_until)
+                known = _Known(client, name, decision, qtype_name)
+                known.cached = _Cached(key, entry, query, limit)
+                known.fresh_until = min(entry.stored + age + 1, entry.expires)
+                self._remember(data, host, known, reply)
             return reply
         self.cache_misses += 1
         return self._miss(query, client, qtype_name, key, limit)

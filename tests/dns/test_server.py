@@ -416,14 +416,42 @@ def test_a_repeated_query_is_answered_from_memory_exactly_as_before(example: Con
                 assert remembered[:2] == struct.pack("!H", 3)
                 assert remembered[2:] == built[2:]
             assert len(h.decisions) == 6  # every answer reported to the decision log
-            clock.now += 1.0  # a second older: the TTL goes down, not served from memory
+            clock.now += 1.0  # a second older: from memory, its TTLs lowered once
             aged = DNS(ask_raw(h.port, query_bytes("www.example.org", edns=True), sock=sock))
             assert aged.an[0].ttl == 299
+            assert h.service.stats()["remembered"] == 4
             h.service.forget_clients()  # a device may have a new address: nothing is kept
             ask_raw(h.port, query_bytes("www.instagram.com", edns=True), sock=sock)
-            assert h.service.stats()["remembered"] == 3
+            assert h.service.stats()["remembered"] == 4
     time.sleep(0.05)
     assert seen.count("cache") == 3 and seen.count("local") == 4
+
+
+def test_a_remembered_answer_follows_its_cache_entry(example: Config) -> None:
+    """Aged, a remembered answer is the one the cache would give (TTLs lowered by its age);
+    once its entry expires the name is asked upstream again and the new answer given."""
+    clock = FakeClock()
+    decide = SameDecisions(example)
+    with running(example, cache=DnsCache(clock=clock), decide=decide) as h:
+        h.upstream.set("www.example.org", wire.A, rr("@", wire.A, 5, a_rdata("192.0.2.1")))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((LOCALHOST, 0))
+
+            def ttls() -> list[int]:
+                reply = DNS(ask_raw(h.port, query_bytes("www.example.org"), sock=sock))
+                return [reply.an[i].ttl for i in range(reply.ancount)]
+
+            assert ttls() == ttls() == [5]
+            clock.now += 2.5
+            assert ttls() == ttls() == [3]
+            assert h.service.stats()["remembered"] == 2  # the first was asked upstream
+            h.upstream.set("www.example.org", wire.A, rr("@", wire.A, 60, a_rdata("192.0.2.2")))
+            clock.now += 3.0  # expired
+            reply = DNS(ask_raw(h.port, query_bytes("www.example.org"), sock=sock))
+            assert addresses(reply) == ["192.0.2.2"] and reply.an[0].ttl == 60
+            assert h.upstream.count("www.example.org") == 2
+            stats = h.service.stats()
+            assert (stats["remembered"], stats["cache_hits"], stats["cache_misses"]) == (2, 3, 2)
 
 
 def test_a_new_decision_is_never_answered_from_memory(example: Config) -> None:
