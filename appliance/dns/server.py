@@ -456,17 +456,15 @@ class DnsService:
 
     def _age(self, known: _Known) -> bool:
         """Bring a remembered answer from the cache to its entry's current age (TTLs lowered),
-        if the cache still holds that entry and the answer still fits the client's size."""
+        if the cache still holds that entry (its length, and so its fit, stays the same)."""
         cached = known.cached
         assert cached is not None
         hit = self.cache.get(cached.key)
         if hit is None or hit[0] is not cached.entry:
             return False
         entry, age = hit
-        reply = wire.answer_from(entry.message, entry.ttl_offsets, age, cached.query, cached.limit)
-        if len(reply) < len(entry.message):  # cut short: counted at every answer
-            return False
-        known.rest = reply[2:]
+        query, limit = cached.query, cached.limit
+        known.rest = wire.answer_from(entry.message, entry.ttl_offsets, age, query, limit)[2:]
         known.fresh_until = min(entry.stored + age + 1, entry.expires)
         return True
 
