@@ -25,6 +25,11 @@ class CacheEntry(NamedTuple):
     expires: float
     cname_targets: tuple[str, ...]
 
+    def age_ends(self, age: int) -> float:
+        """When (the cache's clock) an answer built at ``age`` whole seconds stops being
+        exact: its next second begins, or the entry expires."""
+        return min(self.stored + age + 1, self.expires)
+
 
 def cache_ttl(
     response: Response, min_ttl: int = 0, max_ttl: int = 86_400, negative_ttl: int = 60

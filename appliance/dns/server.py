@@ -107,14 +107,22 @@ class _Known:
 
     __slots__ = ("cached", "client", "decision", "fresh_until", "name", "qtype_name", "rest")
 
-    def __init__(self, client: Client, name: str, decision: Decision, qtype_name: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        decision: Decision,
+        qtype_name: str,
+        cached: _Cached | None = None,
+        fresh_until: float = 0.0,
+    ) -> None:
         self.client = client
         self.name = name
         self.decision = decision
         self.qtype_name = qtype_name
         self.rest = b""
-        self.cached: _Cached | None = None
-        self.fresh_until = 0.0
+        self.cached = cached
+        self.fresh_until = fresh_until
 
 
 class _UdpServer(asyncio.DatagramProtocol):
@@ -465,7 +473,7 @@ class DnsService:
         entry, age = hit
         query, limit = cached.query, cached.limit
         known.rest = wire.answer_from(entry.message, entry.ttl_offsets, age, query, limit)[2:]
-        known.fresh_until = min(entry.stored + age + 1, entry.expires)
+        known.fresh_until = entry.age_ends(age)
         return True
 
     def _remember(self, data: bytes, host: str, known: _Known, reply: bytes) -> None:
@@ -508,8 +516,7 @@ class DnsService:
             self.blocked += 1
             reply = self._blocked(query, decision, client)
             if udp:
-                known = _Known(client, name, decision, qtype_name)
-                self._remember(data, host, known, reply)
+                self._remember(data, host, _Known(client, name, decision, qtype_name), reply)
             return reply
         self.allowed += 1
         key = (name, query.qtype, query.qclass)
@@ -532,9 +539,8 @@ class DnsService:
             # Not remembered: an answer through a CNAME (its target is decided at every hit),
             # or one cut short for the client's UDP size (counted at every answer).
             if udp and not entry.cname_targets and len(reply) >= len(entry.message):
-                known = _Known(client, name, decision, qtype_name)
-                known.cached = _Cached(key, entry, query, limit)
-                known.fresh_until = min(entry.stored + age + 1, entry.expires)
+                cached = _Cached(key, entry, query, limit)
+                known = _Known(client, name, decision, qtype_name, cached, entry.age_ends(age))
                 self._remember(data, host, known, reply)
             return reply
         self.cache_misses += 1

@@ -73,6 +73,19 @@ def test_get_returns_age_and_expires() -> None:
     assert len(cache) == 0
 
 
+def test_an_age_ends_at_its_next_second_or_at_expiry() -> None:
+    clock = Clock()
+    cache = DnsCache(clock=clock)
+    key = ("a.example", wire.A, wire.IN)
+    entry = cache.put(key, make(30))
+    assert entry is not None
+    assert entry.age_ends(0) == 101.0  # stored at 100: its TTLs hold until 101
+    clock.now += 12.25
+    hit = cache.get(key)
+    assert hit is not None and entry.age_ends(hit[1]) == 113.0
+    assert entry.age_ends(29) == entry.expires == 130.0  # the last second ends at expiry
+
+
 def test_uncacheable_is_not_stored() -> None:
     cache = DnsCache()
     assert cache.put(("a", 1, 1), make(0)) is None
