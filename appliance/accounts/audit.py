@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +41,29 @@ BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END;
 _ACTION = re.compile(r"[a-z][a-z-]*(\.[a-z][a-z-]*)+")
 
 
+BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's lock
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection to a LessonGate SQLite file: WAL, autocommit, shared between threads."""
+    """A connection to a LessonGate SQLite file: WAL, autocommit, shared between threads.
+
+    Several processes open the same file at once (every DNS worker and proxy worker opens
+    the exemption store and the decision log at start). Switching a new file to WAL can
+    answer "database is locked" at once, without waiting the busy timeout, while another
+    process is in its first transaction on it: that switch is tried again until then."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout=5000")
-    db.execute("PRAGMA journal_mode=WAL")
-    return db
+    db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return db
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.01)
 
 
 def stamp(moment: dt.datetime) -> str:

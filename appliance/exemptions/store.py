@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from appliance.accounts.audit import connect
 from appliance.policy.facts import Exemption, ExemptionKind, ScopeKind
 
 # PRAGMA user_version; 0: before kinds (no kind, case_ref, approved_by); 1: before standing
@@ -79,11 +79,8 @@ class ExemptionStore:
     """The exemptions table; times are stored as UTC ISO-8601 text (sortable)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect(path)
         self._migrate()
         self._version = -1
 

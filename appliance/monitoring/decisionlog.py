@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from appliance.accounts.audit import connect
 from appliance.policy.decision import Decision, Reason, Verdict
 from appliance.runtime.clock import from_us, to_us
 
@@ -719,9 +720,7 @@ def recent(path: Path, limit: int = 20) -> list[dict[str, str]]:
 
 def open_log(path: Path) -> sqlite3.Connection:
     """A connection to the log (made, or brought up to date, first), in autocommit mode."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA busy_timeout=5000")
-    db.execute("PRAGMA journal_mode=WAL")
+    db = connect(path)
     db.executescript(SCHEMA)
     have = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
     if "period_kind" not in have:

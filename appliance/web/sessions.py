@@ -12,10 +12,11 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from appliance.accounts.audit import connect
 
 SESSIONS_FILE = "web.db"
 COOKIE = "lessongate_session"
@@ -84,12 +85,9 @@ def _iso(moment: dt.datetime) -> str:
 
 class SessionStore:
     def __init__(self, path: Path, *, idle: dt.timedelta, lifetime: dt.timedelta) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.idle = idle
         self.lifetime = lifetime
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect(path)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from appliance.accounts.audit import APPEND_ONLY, AuditEntry, AuditLog
+from appliance.accounts.audit import APPEND_ONLY, AuditEntry, AuditLog, connect
 from appliance.accounts.store import ACCOUNTS_FILE
 
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
@@ -102,3 +104,38 @@ def test_actions_are_dotted_and_times_aware(tmp_path: Path) -> None:
         log.append(actor="x", role="x", action="session.create", now=dt.datetime(2026, 11, 25))
     assert log.entries() == ()
     log.close()
+
+
+def _open_and_migrate(path: str, start: Any, errors: Any) -> None:
+    """One process opening a LessonGate file, then its first transaction, as the stores do
+    (ExemptionStore._migrate), the moment the others do."""
+    start.wait()
+    try:
+        db = connect(Path(path))
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        db.execute("COMMIT")
+    except sqlite3.Error as error:
+        errors.put(repr(error))
+
+
+def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    """Every data-path worker opens the exemption store and the decision log at start; on a
+    new file, switching to WAL while another was in its first transaction answered "database
+    is locked" at once (a DNS worker died at start; here 4 of 160 openings failed)."""
+    context = multiprocessing.get_context("spawn")  # the test process has threads: no fork
+    errors = context.Queue()
+    for trial in range(40):
+        start = context.Barrier(4)
+        path = str(tmp_path / f"{trial}.db")
+        openers = [
+            context.Process(target=_open_and_migrate, args=(path, start, errors)) for _ in range(4)
+        ]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(30)
+        assert [opener.exitcode for opener in openers] == [0, 0, 0, 0]
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert errors.empty(), errors.get()
