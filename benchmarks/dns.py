@@ -270,9 +270,14 @@ def dnsperf(
         argv += ["-Q", str(int(rate))]
     if verbose:
         argv += ["-v"]
-    out = subprocess.run(
-        argv, check=False, capture_output=True, text=True, timeout=seconds + 60
-    ).stdout
+    # Into a file, not a pipe: dnsperf -v writes each answer's line as it comes, and a reader
+    # on the other end of a pipe would wake thousands of times a second, on whichever core.
+    with tempfile.TemporaryFile("w+") as output:
+        subprocess.run(
+            argv, check=False, stdout=output, stderr=subprocess.DEVNULL, timeout=seconds + 60
+        )
+        output.seek(0)
+        out = output.read()
     result: dict[str, Any] = {}
     if match := re.search(r"Queries per second:\s+([\d.]+)", out):
         result["qps"] = float(match.group(1))
