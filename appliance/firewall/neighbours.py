@@ -3,6 +3,13 @@
 The device registry uses this to recognise a registered device by its MAC. Only the kernel's
 current view is read (pyroute2, RTM_GETNEIGH): an address the gateway has not talked to
 recently, or whose resolution failed, is unknown and yields "".
+
+Under ``lessongate run`` one process reads the kernel's table, the supervisor, and keeps a copy
+in the state directory (:data:`TABLE_FILE`, :func:`write_table`); the DNS and proxy workers
+read that copy (:class:`TableFile`). pyroute2 spends ~110 µs of CPU per entry: ~225 ms every
+read of a school's 2,000 devices, which every worker spent every 5 s, on a thread that takes
+the GIL from its event loop. A worker now spends a stat a second (~3 µs), and ~5 ms parsing the
+copy when the table changed.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -23,6 +31,9 @@ from appliance.policy.facts import Address
 NUD_INCOMPLETE = 0x01
 NUD_FAILED = 0x20
 _UNUSABLE = NUD_INCOMPLETE | NUD_FAILED
+
+TABLE_FILE = "neighbours"  # in the state directory: the supervisor's copy, for the workers
+TABLE_REFRESH = 1.0  # seconds between a worker's looks at that copy (a stat)
 
 
 def mac_for(address: Address | str, netns: str | None = None) -> str:
@@ -91,6 +102,11 @@ class NeighbourCache:
         self._reading = threading.Lock()
         self.generation = 0
 
+    @property
+    def table(self) -> dict[Address, str]:
+        """The table as last read: address → MAC."""
+        return self._table
+
     def mac_for(self, address: Address) -> str:
         self.poll()
         return self._table.get(address, "")
@@ -117,3 +133,44 @@ class NeighbourCache:
 
 def _on_a_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="neighbours", daemon=True).start()
+
+
+def neighbour_cache(table_file: Path | None) -> NeighbourCache:
+    """The supervisor's copy of the table at ``table_file``, looked at every second; without
+    one (a worker run on its own), the kernel's table itself."""
+    if table_file is None:
+        return NeighbourCache()
+    return NeighbourCache(refresh=TABLE_REFRESH, read=TableFile(table_file))
+
+
+def write_table(path: Path, table: dict[Address, str]) -> None:
+    """``table`` as "address mac" lines, replacing the file whole: a reader sees the old table
+    or the new one, never half of one."""
+    new = path.with_name(path.name + ".new")
+    new.write_text("".join(f"{address} {mac}\n" for address, mac in table.items()))
+    os.replace(new, path)
+
+
+class TableFile:
+    """The table :func:`write_table` keeps at ``path``, parsed again only when the file was
+    replaced (a stat tells). A missing file raises OSError (a :class:`NeighbourCache` keeps its
+    last table); a line that is not "address mac" is passed over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._table: dict[Address, str] = {}
+
+    def __call__(self) -> dict[Address, str]:
+        stat = os.stat(self.path)
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            table: dict[Address, str] = {}
+            for line in self.path.read_text().splitlines():
+                address, _, mac = line.partition(" ")
+                try:
+                    table[ipaddress.ip_address(address)] = mac
+                except ValueError:
+                    continue
+            self._stamp, self._table = stamp, table
+        return self._table

@@ -34,7 +34,7 @@ from mitmproxy.proxy import server_hooks
 
 from appliance.config.errors import ConfigError
 from appliance.config.gateway import NoSni
-from appliance.firewall.neighbours import NeighbourCache
+from appliance.firewall.neighbours import neighbour_cache
 from appliance.monitoring.recorder import Recorder
 from appliance.policy.decision import Decision, Reason, Verdict
 from appliance.policy.facts import Address, Client, Group
@@ -66,8 +66,9 @@ class LessonGate:
         self.recorder: Recorder | None = None
         self.role = "transparent"
         self.on_decision: DecisionHook = _ignore_decision
-        # A client's MAC (for the device registry) from this namespace's neighbour table.
-        self.mac_for: Callable[[Address], str] = NeighbourCache().mac_for
+        # A client's MAC (for the device registry) from this namespace's neighbour table, or
+        # the supervisor's copy of it (lessongate_neighbours).
+        self.mac_for: Callable[[Address], str] = neighbour_cache(None).mac_for
         self._refresher: asyncio.Task[None] | None = None
         # Server connections a blocking decision was taken for, by id → why (defence in depth
         # for server_connect); forgotten when their client disconnects.
@@ -103,6 +104,13 @@ class LessonGate:
             "How clients reach this proxy (informational, for logs).",
             choices=ROLES,
         )
+        loader.add_option(
+            "lessongate_neighbours",
+            str,
+            "",
+            "The supervisor's copy of the neighbour table (client MACs for the device registry);"
+            " empty: read the kernel's table here.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         from mitmproxy import ctx
@@ -113,6 +121,9 @@ class LessonGate:
                 + ", ".join(ROLES)
             )
         self.role = ctx.options.lessongate_role
+        if "lessongate_neighbours" in updated:
+            table = ctx.options.lessongate_neighbours
+            self.mac_for = neighbour_cache(Path(table) if table else None).mac_for
         if not updated & {"lessongate_config", "lessongate_state", "lessongate_clock"}:
             return
         if not ctx.options.lessongate_config:

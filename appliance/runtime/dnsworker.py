@@ -37,7 +37,7 @@ from functools import partial
 from pathlib import Path
 
 from appliance.dns.server import DnsService, new_event_loop
-from appliance.firewall.neighbours import NeighbourCache
+from appliance.firewall.neighbours import neighbour_cache
 from appliance.monitoring import metrics
 from appliance.monitoring.recorder import Recorder
 from appliance.policy.decision import Decision
@@ -64,12 +64,15 @@ class DnsWorker:
         state_dir: Path,
         clock_file: Path | None,
         reuse_port: bool = False,
+        neighbours_file: Path | None = None,
     ) -> None:
-        """``reuse_port``: share the port with the other DNS workers (SO_REUSEPORT)."""
+        """``reuse_port``: share the port with the other DNS workers (SO_REUSEPORT);
+        ``neighbours_file``: the supervisor's copy of the neighbour table (without one, the
+        kernel's table is read here)."""
         self.state = state = PolicyState(config_dir, state_dir, clock_for(clock_file))
         gc.freeze()  # the policy (a million names, say) lives as long as the process
         self.recorder = Recorder(state, state_dir, thread=False)
-        self.neighbours = NeighbourCache()  # MACs for the device registry
+        self.neighbours = neighbour_cache(neighbours_file)  # MACs for the device registry
         self.neighbour_generation = 0
         self.latency = metrics.DnsLatencyMeter()
         self.errors = metrics.DnsErrorMeter()
@@ -172,10 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse-port", action="store_true", help="one of several DNS workers on the port"
     )
+    parser.add_argument(
+        "--neighbours", type=Path, metavar="FILE", help="the supervisor's neighbour table copy"
+    )
     args = parser.parse_args(argv)
     end_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    worker = DnsWorker(args.config, args.state, args.clock, args.reuse_port)
+    worker = DnsWorker(args.config, args.state, args.clock, args.reuse_port, args.neighbours)
     loop = new_event_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stopping.set)

@@ -35,6 +35,7 @@ from appliance.accounts.audit import AuditLog
 from appliance.accounts.store import ACCOUNTS_FILE
 from appliance.exemptions.investigation import Investigations
 from appliance.exemptions.store import ExemptionStore
+from appliance.firewall.neighbours import TABLE_FILE, NeighbourCache, write_table
 from appliance.runtime.clock import clock_for
 from appliance.runtime.state import RELOAD_REQUEST, STORE_FILE, PolicyState
 
@@ -104,6 +105,8 @@ def worker_argv(options: Options, mode: str, state_dir: Path) -> list[str]:
         f"lessongate_config={options.config_dir}",
         "--set",
         f"lessongate_state={state_dir}",
+        "--set",
+        f"lessongate_neighbours={state_dir / TABLE_FILE}",
         "-s",
         str(options.addon),
     ]
@@ -145,6 +148,7 @@ def dns_argv(options: Options, state_dir: Path, shared: bool) -> list[str]:
     ``shared``: one of several on port 53 (``gateway.dns_workers``)."""
     argv = [sys.executable, "-m", "appliance.runtime.dnsworker", "--config"]
     argv += [str(options.config_dir), "--state", str(state_dir)]
+    argv += ["--neighbours", str(state_dir / TABLE_FILE)]
     argv += ["--reuse-port"] if shared else []
     return argv + (["--clock", str(options.clock_file)] if options.clock_file else [])
 
@@ -220,6 +224,11 @@ class Supervisor:
         serve_metrics(self.metrics_socket)
         if self.options.firewall:
             self.apply_firewall()
+        # The kernel's neighbour table, read here alone; the workers read our copy. A copy
+        # from an earlier run is out of date: an empty one until the first read lands.
+        self.neighbours = NeighbourCache()
+        self.neighbour_generation = 0
+        write_table(self.state_dir / TABLE_FILE, {})
         self.workers = plan_workers(self.options, state, self.state_dir)
         for worker in self.workers:
             self.start(worker)
@@ -249,6 +258,7 @@ class Supervisor:
             self.reload_requested = False
             (self.state_dir / RELOAD_REQUEST).touch()
         self.state.refresh()
+        self.publish_neighbours()
         now = self.state.now()
         self.retention.tick(now)
         if time.monotonic() >= self.expiry_due:
@@ -289,6 +299,17 @@ class Supervisor:
                 )
             if now_m - worker.died_at >= worker.backoff:
                 self.start(worker)
+
+    def publish_neighbours(self) -> None:
+        """The workers' copy of the neighbour table, replaced when a read found it changed."""
+        if self.neighbours.poll() == self.neighbour_generation:
+            return
+        try:
+            write_table(self.state_dir / TABLE_FILE, self.neighbours.table)
+        except OSError:  # a full disk, say: the workers keep the last copy; tried again
+            log.exception("could not write the neighbour table for the workers")
+            return
+        self.neighbour_generation = self.neighbours.generation
 
     def reloaded(self, ok: bool) -> None:
         """Every process's PolicyState reloads; this one's reports it (and the new policy)."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import signal
 import sys
 import time
 
-from appliance.demo.topology import UPSTREAM_DNS, WEB
+from pyroute2 import IPRoute
+
+from appliance.demo.topology import STUDENT, UPSTREAM_DNS, WEB
+from appliance.firewall.neighbours import TABLE_FILE, TableFile
 from appliance.policy.facts import Exemption, ScopeKind
 from tests.e2e.conftest import AFTER_SCHOOL, LUNCH, Gateway
 
@@ -168,6 +172,19 @@ def test_metrics_on_loopback(gateway: Gateway) -> None:
     assert 'reason="student-always"' in text
     assert 'lessongate_component_up{component="dns"} 1.0' in text
     assert "10.20.12.101" not in text  # no client addresses in metrics, ever
+
+
+def test_the_workers_copy_of_the_neighbour_table_has_the_clients(gateway: Gateway) -> None:
+    """The supervisor reads the gateway's neighbour table (pyroute2) and keeps a copy in the
+    state directory, from which the DNS and proxy workers know a client's MAC."""
+    with IPRoute(netns=gateway.net.student, flags=0) as ipr:
+        (link,) = ipr.get_links(ifname="eth0")
+        mac = link.get_attr("IFLA_ADDRESS")
+    copy = TableFile(gateway.state / TABLE_FILE)
+    gateway.dns("student", "example.org")  # the gateway has talked to the student lately
+    gateway.wait_until(
+        lambda: copy().get(ipaddress.ip_address(STUDENT)) == mac, 15, "the student's MAC"
+    )
 
 
 def test_stable_ten_times(gateway: Gateway) -> None:

@@ -3,6 +3,7 @@ resolver, the example school; its decision log, its metrics, reloads, and its en
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import sqlite3
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
 from appliance.dns import wire
+from appliance.firewall.neighbours import TABLE_FILE, TABLE_REFRESH, write_table
 from appliance.monitoring.decisionlog import LOG_FILE
 from appliance.runtime.supervisor import Options, dry_run
 from tests.dns import FakeUpstream, a_rdata, addresses, ask, rr
@@ -221,3 +223,28 @@ def test_the_supervisor_runs_the_configured_dns_workers(
         ["# dns"] if count == 1 else ["# dns-0", "# dns-1"]
     )
     assert all(("--reuse-port" in line) == (count > 1) for line in lines)
+
+
+def test_the_client_device_comes_from_the_supervisors_copy_of_the_neighbour_table(
+    setup: tuple[Path, Path, int],
+) -> None:
+    """Given ``--neighbours``, the worker knows a client's MAC from that copy (the example
+    school registers its iPads by MAC), and a replaced copy makes it another device."""
+    school, state, port = setup
+    table = state / TABLE_FILE
+    loopback = ipaddress.ip_address("127.0.0.1")
+    write_table(table, {loopback: "02:00:00:20:0c:01"})  # s12-ipad-01
+    running = Worker(school, state, port, [*worker_argv(school, state), "--neighbours", str(table)])
+    try:
+        running.wait_for("example.org", "NOERROR")
+        time.sleep(TABLE_REFRESH * 2 + 1)  # a look at the copy, then the worker's next step
+        assert running.answers("www.instagram.com") == "NXDOMAIN"
+        write_table(table, {loopback: "02:00:00:20:0c:02"})  # s12-ipad-02
+        time.sleep(TABLE_REFRESH * 2 + 1)
+        assert running.answers("www.tiktok.com") == "NXDOMAIN"
+    finally:
+        assert running.stop() == 0
+    with sqlite3.connect(state / LOG_FILE) as db:
+        devices = dict(db.execute("SELECT name, device FROM decisions"))
+    assert devices["www.instagram.com"] == "s12-ipad-01"
+    assert devices["www.tiktok.com"] == "s12-ipad-02"
