@@ -13,7 +13,8 @@ loopback. So it runs everything the gateway runs per query and between queries: 
 memo, the Recorder (decision counters, and the decision log: records handed to its writer
 process, which may run on either core, as on a gateway; one latency run per round holds it on
 the worker's core), the latency meter, Prometheus in
-multiprocess mode, the policy refresh and the neighbour table; its counts are read from its
+multiprocess mode, the policy refresh and the neighbour table (the supervisor's copy, which
+the benchmark writes as the supervisor would: the kernel's table); its counts are read from its
 metrics, as Prometheus would. The mix: 50% allowed names (cache hits), 40% names from the 1M
 list (blocked, policy lookups cold over the million), 10% the bundled social-media names
 (blocked). The servers run pinned to CPU 1 and dnsperf to CPU 0 (2 cores here), interleaved
@@ -54,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.dns import wire  # noqa: E402
+from appliance.firewall.neighbours import TABLE_FILE, neighbours, write_table  # noqa: E402
 from benchmarks.school import generate, school_with_list  # noqa: E402
 
 LOCALHOST = "127.0.0.1"
@@ -100,6 +102,8 @@ def start_worker(school: Path, state: Path, port: int) -> tuple[subprocess.Popen
     }
     argv = [*pinned(1), sys.executable, "-m", "appliance.runtime.dnsworker"]
     argv += ["--config", str(school), "--state", str(state), "--clock", str(clock)]
+    write_table(state / TABLE_FILE, neighbours())
+    argv += ["--neighbours", str(state / TABLE_FILE)]
     started = time.perf_counter()
     with (state / "worker.log").open("wb") as log:  # read when the worker exits early
         worker = subprocess.Popen(argv, env=env, stderr=log)
