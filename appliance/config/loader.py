@@ -106,6 +106,35 @@ class School:
     policy_clauses: Mapping[str, str] = field(default_factory=dict)
 
 
+type FileStamp = tuple[Path, int, int, int]  # path, inode, mtime (ns), size
+
+
+@dataclass(frozen=True)
+class ListInputs:
+    """What a configuration's lists were built from: lists.yaml's text and the files it names.
+
+    A reload whose lists.yaml reads the same and whose files are the same (inode, mtime, size)
+    keeps the lists already built (``load(previous=...)``): compiling a million-name list takes
+    ~1 s of CPU in every process, during which the process's other work waits (a DNS worker's
+    answers stall; benchmarks/RESULTS.md), and most edits are to the timetable or school.yaml.
+    """
+
+    text: str
+    files: tuple[FileStamp, ...]
+
+    def unchanged(self, text: str | None) -> bool:
+        """Whether lists.yaml now reads ``text`` and every file it names is the same file."""
+        return text == self.text and all(_stamp(stamp[0]) == stamp for stamp in self.files)
+
+
+def _stamp(path: Path) -> FileStamp | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 @dataclass(frozen=True)
 class Config:
     """A validated school configuration: the facts for decide() and what went into them."""
@@ -119,17 +148,23 @@ class Config:
     monitoring: Monitoring = field(default_factory=Monitoring)
     accounts: Accounts = field(default_factory=Accounts)
     alerts: Alerts = field(default_factory=Alerts)
+    list_inputs: ListInputs | None = None
 
 
-def load(directory: Path | str) -> Config:
-    """Validate and build; raises :class:`ConfigError` with every issue found."""
-    return _Loader(Path(directory)).load()
+def load(directory: Path | str, previous: Config | None = None) -> Config:
+    """Validate and build; raises :class:`ConfigError` with every issue found. ``previous``:
+    the configuration running now, whose lists are kept when their inputs are unchanged
+    (:class:`ListInputs`)."""
+    return _Loader(Path(directory), previous).load()
 
 
 class _Loader:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, previous: Config | None = None) -> None:
         self.directory = directory
+        self.previous = previous
         self.issues: list[ConfigIssue] = []
+        self.texts: dict[str, str] = {}  # the YAML files as read
+        self.stamps: list[FileStamp] = []  # the files named in them, as found
 
     # -- files -------------------------------------------------------------------------------
 
@@ -146,7 +181,8 @@ class _Loader:
                 self.issues.append(ConfigIssue(name, "", "file is missing"))
             return None
         try:
-            return read_yaml_text(path.read_text("utf-8"))
+            self.texts[name] = path.read_text("utf-8")
+            return read_yaml_text(self.texts[name])
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -161,9 +197,11 @@ class _Loader:
         if name is None:
             return None
         target = (self.directory / name).resolve()
-        if not target.is_file():
+        stamp = _stamp(target)
+        if stamp is None or not target.is_file():
             check.error(path, f"{show(name)}: no such file in {self.directory}")
             return None
+        self.stamps.append(stamp)  # before it is read: a later change is seen as one
         return target
 
     # -- the whole -----------------------------------------------------------------------------
@@ -202,8 +240,15 @@ class _Loader:
         )
         self.finish(alerts_check)
         spec = self.timetable(timetable_doc, school.timezone if school else "Europe/London")
-        services = self.lists(lists_doc)
-        always_allowed = self.always_allowed(lists_doc, services)
+        services: ServiceIndex | None
+        if (kept := self.kept_lists()) is not None:
+            services, always_allowed = kept.facts.services, kept.facts.always_allowed
+            list_inputs = kept.list_inputs
+        else:
+            first = len(self.stamps)
+            services = self.lists(lists_doc)
+            always_allowed = self.always_allowed(lists_doc, services)
+            list_inputs = ListInputs(self.texts.get(LISTS, ""), tuple(self.stamps[first:]))
         if self.issues or school is None or spec is None or services is None:
             raise ConfigError(self.issues)
         facts = Facts(
@@ -226,7 +271,15 @@ class _Loader:
             web=web,
             accounts=accounts,
             alerts=alerts,
+            list_inputs=list_inputs,
         )
+
+    def kept_lists(self) -> Config | None:
+        """The previous configuration, when its lists can be kept (:class:`ListInputs`)."""
+        previous = self.previous
+        if previous is None or previous.list_inputs is None:
+            return None
+        return previous if previous.list_inputs.unchanged(self.texts.get(LISTS)) else None
 
     # -- school.yaml ---------------------------------------------------------------------------
 

@@ -154,7 +154,7 @@ class PolicyState:
     def reload(self) -> bool:
         """Validate and swap in the configuration; keep the running one when it is bad."""
         try:
-            config = load(self.config_dir)
+            config = load(self.config_dir, previous=self.config)
         except ConfigError as error:
             for issue in error.issues:
                 log.error("policy not reloaded: %s", issue)

@@ -468,3 +468,48 @@ def test_devices_in_lessons_settings_are_read(school_dir: Path) -> None:
     assert allowed.match("quiz.example.net") == "always_allowed[1]"
     assert allowed.match("www.example-academy.sch.uk") == "always_allowed[2]"
     assert allowed.match("example-academy.sch.uk") is None
+
+
+# -- reloads keep lists whose inputs are unchanged ------------------------------------------------
+
+
+def append(path: Path, extra: str) -> None:
+    path.write_text(path.read_text() + extra)
+
+
+def test_a_reload_keeps_the_lists_when_nothing_they_are_built_from_changed(
+    school_dir: Path,
+) -> None:
+    first = load(school_dir)
+    append(school_dir / "school.yaml", "\n# an edit elsewhere\n")
+    append(school_dir / "timetable.yaml", "\n# and another\n")
+    second = load(school_dir, previous=first)
+    assert second.facts.services is first.facts.services
+    assert second.facts.always_allowed is first.facts.always_allowed
+    assert second.reports == first.reports
+    assert second.list_inputs == first.list_inputs
+    assert load(school_dir, previous=second).facts.services is first.facts.services
+
+
+def test_a_reload_builds_the_lists_again_when_a_list_file_changed(school_dir: Path) -> None:
+    first = load(school_dir)
+    append(school_dir / "illegal-content.txt", "newly-listed.example\n")
+    second = load(school_dir, previous=first)
+    assert second.facts.services is not first.facts.services
+    assert first.facts.services.match("www.newly-listed.example") is None
+    service = second.facts.services.match("www.newly-listed.example")
+    assert service is not None and service.id == "illegal-content"
+
+
+def test_a_reload_builds_the_lists_again_when_lists_yaml_changed(school_dir: Path) -> None:
+    first = load(school_dir)
+    append(school_dir / "lists.yaml", "\n# a comment is a change too\n")
+    assert load(school_dir, previous=first).facts.services is not first.facts.services
+
+
+def test_a_list_file_gone_at_a_reload_is_an_error_not_the_old_list(school_dir: Path) -> None:
+    first = load(school_dir)
+    (school_dir / "illegal-content.txt").unlink()
+    with pytest.raises(ConfigError) as raised:
+        load(school_dir, previous=first)
+    assert 'include[2].file: "illegal-content.txt": no such file' in str(raised.value)
