@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +129,14 @@ class ListInputs:
 
 
 def _stamp(path: Path) -> FileStamp | None:
+    """``path`` as it is now, from one stat; None unless it is a file there."""
     try:
-        stat = path.stat()
+        found = path.stat()
     except OSError:
         return None
-    return (path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return (path, found.st_ino, found.st_mtime_ns, found.st_size)
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ class _Loader:
             return None
         target = (self.directory / name).resolve()
         stamp = _stamp(target)
-        if stamp is None or not target.is_file():
+        if stamp is None:
             check.error(path, f"{show(name)}: no such file in {self.directory}")
             return None
         self.stamps.append(stamp)  # before it is read: a later change is seen as one
