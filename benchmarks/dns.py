@@ -222,6 +222,17 @@ def run_queue_wait(pid: int) -> float:
     return total / 1e9
 
 
+def stolen_s() -> tuple[float, ...]:
+    """Seconds each CPU has had stolen so far: the virtual machine's host ran something else
+    while this guest had work for it (/proc/stat, in clock ticks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return tuple(
+        int(line.split()[8]) / ticks
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("cpu") and line[3].isdigit()
+    )
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -421,9 +432,10 @@ def main() -> None:
                     (SAME_CORE, ours.pid, our_port),
                 ):
                     os.sched_setaffinity(writer, {1} if label == SAME_CORE else ALL_CPUS)
-                    waited = run_queue_wait(pid)
+                    waited, stolen = run_queue_wait(pid), stolen_s()
                     run = dnsperf(port, datafile, args.seconds, rate=half, verbose=True)
                     run["waited"] = run_queue_wait(pid) - waited
+                    run["stolen"] = [b - a for a, b in zip(stolen, stolen_s(), strict=True)]
                     latencies[label].append(run)
             before_soak = worker_stats(state)
             rss_before_soak = (rss_mb(ours.pid), rss_mb(writer))
@@ -462,6 +474,10 @@ def main() -> None:
     def waits(label: str) -> str:
         return " / ".join(f"{run['waited'] * 1000:.0f}" for run in latencies[label]) + " ms"
 
+    def steals(label: str, cpu: int) -> str:
+        stolen = (run["stolen"][cpu] if cpu < len(run["stolen"]) else 0 for run in latencies[label])
+        return " / ".join(f"{seconds * 1000:.0f}" for seconds in stolen) + " ms"
+
     p99 = median_of("LessonGate", "p99")
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(
@@ -497,6 +513,11 @@ def main() -> None:
         f"| time ready to run but waiting for CPU 1, per {args.seconds:g} s latency run | "
         f"{waits('LessonGate')} | {waits('dnsmasq')} |  |"
     )
+    for cpu, who in ((1, "the servers'"), (0, "dnsperf's")):
+        print(
+            f"| time the VM's host took from CPU {cpu} ({who}; steal), per latency run | "
+            f"{steals('LessonGate', cpu)} | {steals('dnsmasq', cpu)} |  |"
+        )
     for key in ("p50", "p99"):
         print(
             f"| latency {key} at {half:,.0f} q/s, the log writer held on CPU 1 with the worker "
@@ -540,8 +561,8 @@ def main() -> None:
         f"| decision log rows: in the soak written / dropped | {logged:,.0f} / {dropped:,.0f} "
         "|  |  |"
     )
-    keys = ("queries", "block", "answered_cache", "answered_upstream", "errors_malformed")
-    keys += ("errors_internal",)
+    keys: tuple[str, ...] = ("queries", "block", "answered_cache", "answered_upstream")
+    keys += ("errors_malformed", "errors_internal")
     print()
     print("Worker's counts at the end: " + ", ".join(f"{k} {stats[k]:,.0f}" for k in keys))
 
