@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.accounts.audit import connect
 from appliance.runtime.clock import from_us, to_us
 
 ALERTS_FILE = "alerts.db"
@@ -156,12 +157,10 @@ class Outbox:
     """One connection to ``alerts.db``; each process (and thread) opens its own."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # check_same_thread off: the alert service opens it, then hands it to its thread
+        # Shared between threads: the alert service opens it, then hands it to its thread
         # (one thread uses it at a time).
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = connect(path)
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
 

@@ -710,11 +710,14 @@ def _writer_main(argv: list[str]) -> None:
 
 def recent(path: Path, limit: int = 20) -> list[dict[str, str]]:
     """The newest rows, newest last (for the demo's live table)."""
-    with sqlite3.connect(path) as db:
+    db = read_log(path)
+    try:
         db.row_factory = sqlite3.Row
         rows = db.execute(
             f"SELECT {COLUMNS} FROM decisions ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
+    finally:
+        db.close()
     return [dict(r) for r in reversed(rows)]
 
 

@@ -83,6 +83,27 @@ def test_notify_from_many_callers_at_once_queues_a_key_once(tmp_path: Path) -> N
     assert sorted(results) == [False] * 7 + [True]
 
 
+def test_opening_a_new_outbox_waits_for_another_connections_first_transaction(
+    tmp_path: Path,
+) -> None:
+    """The alert service, the web and the CLI each open alerts.db; on a new file, another
+    connection's first transaction made the switch to WAL answer "database is locked" at
+    once, where it must wait its turn like any other statement."""
+    path = tmp_path / ALERTS_FILE
+    first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    first.execute("BEGIN IMMEDIATE")
+    first.execute("CREATE TABLE early (x)")
+    done = threading.Timer(0.3, first.execute, ("COMMIT",))
+    done.start()
+    try:
+        with Outbox(path) as outbox:
+            assert outbox.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert outbox.pending_count() == 0
+    finally:
+        done.join()
+        first.close()
+
+
 # -- the rate limit ------------------------------------------------------------------------------
 
 
