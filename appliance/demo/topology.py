@@ -44,11 +44,14 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from pyroute2 import IPRoute, netns
+from pyroute2 import netns
+
+from appliance.firewall.netlink import in_netns
 
 PREFIX = "lg"  # every SchoolNet namespace name starts with this
 OWNERS = Path("/run/lessongate-demo")  # <prefix>.pid: the process that owns a SchoolNet
@@ -160,30 +163,18 @@ class SchoolNet:
         return self
 
     def _wire(self) -> None:
-        with IPRoute(netns=self.gw, flags=0) as gw:
+        def gateway(gw: Any) -> None:
             for client in CLIENTS:
-                ns = self.client_ns(client.role)
-                _veth(gw, client.gateway_interface, ns)
+                _veth(gw, client.gateway_interface, self.client_ns(client.role))
                 _up(gw, client.gateway_interface, (client.router, client.prefixlen))
             _veth(gw, WAN_INTERFACE, self.inet)
             _up(gw, WAN_INTERFACE, (GATEWAY_WAN, 24))
             _up(gw, "lo")
+
+        in_netns(self.gw, gateway)
         for client in CLIENTS:
-            with IPRoute(netns=self.client_ns(client.role), flags=0) as ipr:
-                _up(ipr, "lo")
-                _up(ipr, "eth0", (client.address, client.prefixlen))
-                ipr.route("add", dst="0.0.0.0/0", gateway=client.router)
-        with IPRoute(netns=self.inet, flags=0) as inet:
-            _up(inet, "lo")
-            _up(
-                inet,
-                "eth0",
-                (INTERNET, 24),
-                (UPSTREAM_DNS, 32),
-                (WEB, 32),
-                (WEB2, 32),
-            )
-            inet.route("add", dst="0.0.0.0/0", gateway=GATEWAY_WAN)
+            in_netns(self.client_ns(client.role), partial(_wire_client, client))
+        in_netns(self.inet, _wire_internet)
 
     def destroy(self) -> None:
         """Kill what was started here, remove the namespaces (and so their veths). Idempotent."""
@@ -251,6 +242,10 @@ class SchoolNet:
                 raise TopologyError("dnsmasq did not start within 5 s")
             time.sleep(0.01)
         return process
+
+    def mac(self, ns: str) -> str:
+        """The MAC address of ``eth0`` in a client's namespace (as the gateway sees it)."""
+        return in_netns(ns, _eth0_mac)
 
     def ping(self, ns: str, address: str, *, timeout: float = 1.0) -> bool:
         """One ICMP echo from ``ns`` to ``address``, answered within ``timeout`` seconds.
@@ -336,6 +331,23 @@ def _python() -> str:
 def _veth(ipr: Any, name: str, peer_ns: str) -> None:
     """A veth pair: ``name`` here, ``eth0`` in ``peer_ns``."""
     ipr.link("add", ifname=name, kind="veth", peer={"ifname": "eth0", "net_ns_fd": peer_ns})
+
+
+def _wire_client(client: Client, ipr: Any) -> None:
+    _up(ipr, "lo")
+    _up(ipr, "eth0", (client.address, client.prefixlen))
+    ipr.route("add", dst="0.0.0.0/0", gateway=client.router)
+
+
+def _eth0_mac(ipr: Any) -> str:
+    (link,) = ipr.get_links(ifname="eth0")
+    return str(link.get_attr("IFLA_ADDRESS"))
+
+
+def _wire_internet(ipr: Any) -> None:
+    _up(ipr, "lo")
+    _up(ipr, "eth0", (INTERNET, 24), (UPSTREAM_DNS, 32), (WEB, 32), (WEB2, 32))
+    ipr.route("add", dst="0.0.0.0/0", gateway=GATEWAY_WAN)
 
 
 def _up(ipr: Any, name: str, *addresses: tuple[str, int]) -> None:

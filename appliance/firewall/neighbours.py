@@ -25,6 +25,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from appliance.firewall.netlink import in_netns
 from appliance.policy.facts import Address
 
 # Neighbour states (linux/neighbour.h) that carry no usable link-layer address.
@@ -47,16 +48,20 @@ def mac_for(address: Address | str, netns: str | None = None) -> str:
 
 def neighbours(netns: str | None = None) -> dict[Address, str]:
     """Every usable entry of the neighbour table: address → MAC, IPv4 and IPv6."""
-    if netns is not None and not os.path.exists(f"/run/netns/{netns}"):
-        raise FileNotFoundError(f"no network namespace {netns}")
+    if netns is not None:
+        return in_netns(netns, _table)
+    with IPRoute() as ipr:
+        return _table(ipr)
+
+
+def _table(ipr: Any) -> dict[Address, str]:
     found: dict[Address, str] = {}
-    with _ipr(netns) as ipr:
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for entry in ipr.get_neighbours(family=family):
-                mac = _usable(entry)
-                dst = entry.get_attr("NDA_DST")
-                if mac and dst:
-                    found.setdefault(ipaddress.ip_address(dst), mac)
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for entry in ipr.get_neighbours(family=family):
+            mac = _usable(entry)
+            dst = entry.get_attr("NDA_DST")
+            if mac and dst:
+                found.setdefault(ipaddress.ip_address(dst), mac)
     return found
 
 
@@ -65,11 +70,6 @@ def _usable(entry: Any) -> str:
         return ""
     mac = entry.get_attr("NDA_LLADDR")
     return str(mac).lower() if mac and mac != "00:00:00:00:00:00" else ""
-
-
-def _ipr(netns: str | None) -> Any:
-    # flags=0: never create the namespace as a side effect of looking into it
-    return IPRoute(netns=netns, flags=0) if netns else IPRoute()
 
 
 class NeighbourCache:

@@ -9,8 +9,6 @@ import signal
 import sys
 import time
 
-from pyroute2 import IPRoute
-
 from appliance.demo.topology import STUDENT, UPSTREAM_DNS, WEB
 from appliance.firewall.neighbours import TABLE_FILE, TableFile
 from appliance.policy.facts import Exemption, ScopeKind
@@ -177,9 +175,7 @@ def test_metrics_on_loopback(gateway: Gateway) -> None:
 def test_the_workers_copy_of_the_neighbour_table_has_the_clients(gateway: Gateway) -> None:
     """The supervisor reads the gateway's neighbour table (pyroute2) and keeps a copy in the
     state directory, from which the DNS and proxy workers know a client's MAC."""
-    with IPRoute(netns=gateway.net.student, flags=0) as ipr:
-        (link,) = ipr.get_links(ifname="eth0")
-        mac = link.get_attr("IFLA_ADDRESS")
+    mac = gateway.net.mac(gateway.net.student)
     copy = TableFile(gateway.state / TABLE_FILE)
     gateway.dns("student", "example.org")  # the gateway has talked to the student lately
     gateway.wait_until(

@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from pyroute2 import IPRoute
 
 from appliance.demo.topology import STAFF, STUDENT, STUDENTS_ROUTER, SchoolNet
 from appliance.firewall.neighbours import mac_for, neighbours
@@ -25,16 +24,10 @@ def net() -> Iterator[SchoolNet]:
         yield school
 
 
-def mac_of_eth0(ns: str) -> str:
-    with IPRoute(netns=ns, flags=0) as ipr:
-        (link,) = ipr.get_links(ifname="eth0")
-        return str(link.get_attr("IFLA_ADDRESS"))
-
-
 def test_mac_of_a_client_the_gateway_has_talked_to(net: SchoolNet) -> None:
     assert net.ping(net.student, STUDENTS_ROUTER)
-    assert mac_for(STUDENT, net.gw) == mac_of_eth0(net.student)
-    assert neighbours(net.gw)[ipaddress.ip_address(STUDENT)] == mac_of_eth0(net.student)
+    assert mac_for(STUDENT, net.gw) == net.mac(net.student)
+    assert neighbours(net.gw)[ipaddress.ip_address(STUDENT)] == net.mac(net.student)
 
 
 def test_unknown_is_empty(net: SchoolNet) -> None:
