@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from appliance.cli.identity import add_config_arguments, open_config
+from appliance.cli.identity import add_config_arguments
 from appliance.config.errors import Checker
 from appliance.config.gateway import Endpoint, endpoint
 from appliance.web.settings import DEFAULT_PORT
@@ -41,10 +41,9 @@ def _listen(text: str) -> Endpoint:
 def _web(args: argparse.Namespace) -> int:
     from appliance.web.server import serve
 
-    _, state = open_config(args)
     return serve(
         args.config.resolve(),
-        state.resolve(),
+        args.state.resolve() if args.state else None,
         clock_file=args.clock.resolve() if args.clock else None,
         listen=args.listen,
         netns=args.netns,

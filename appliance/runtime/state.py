@@ -41,13 +41,16 @@ class PolicyState:
         state_dir: Path | None = None,
         clock: Clock | None = None,
         on_reload: Callable[[bool], None] | None = None,
+        config: Config | None = None,
     ) -> None:
-        """Load the configuration (a ConfigError here is fatal: there is no good policy yet)."""
+        """Load the configuration (a ConfigError here is fatal: there is no good policy yet),
+        unless the caller has just loaded it: ``config``, the one it holds no other reference
+        to (a second copy of a million-name list is ~130 MB)."""
         self.config_dir = config_dir
         self.state_dir = state_dir
         self.clock = clock or SystemClock()
         self.on_reload = on_reload
-        self.config: Config = load(config_dir)
+        self.config: Config = config if config is not None else load(config_dir)
         self.store = ExemptionStore(state_dir / STORE_FILE) if state_dir else None
         self._fingerprint = self._files()
         self._exemptions: tuple[Exemption, ...] = ()

@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler
 
 from appliance.accounts.audit import AuditLog
@@ -38,6 +39,9 @@ from appliance.exemptions.store import ExemptionStore
 from appliance.firewall.neighbours import TABLE_FILE, NeighbourCache, write_table
 from appliance.runtime.clock import clock_for
 from appliance.runtime.state import RELOAD_REQUEST, STORE_FILE, PolicyState
+
+if TYPE_CHECKING:
+    from appliance.config.loader import Config
 
 log = logging.getLogger("lessongate.run")
 
@@ -172,10 +176,14 @@ class Supervisor:
         """Everything that must happen before entering the network namespace."""
         from appliance.config.loader import load  # validates first: a bad config never runs
 
-        self.config = load(self.options.config_dir)
+        # Handed to the PolicyState in run(), which then holds the only reference: a copy kept
+        # here would be a second one of every list once a reload replaced it.
+        self.loaded: Config | None = load(self.options.config_dir)
         if not self.options.addon.is_file():
             raise SystemExit(f"lessongate run: no addon script at {self.options.addon} (--addon)")
-        gateway = self.config.gateway
+        gateway = self.loaded.gateway
+        # The ruleset redirects to the proxy workers started now, whatever a reload says.
+        self.proxy_workers = worker_count(self.options, gateway.proxy_workers)
         self.state_dir = self.options.state_dir or Path(gateway.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         metrics_dir = self.state_dir / "metrics"
@@ -204,7 +212,9 @@ class Supervisor:
             self.state_dir,
             clock_for(self.options.clock_file),
             on_reload=self.reloaded,
+            config=self.loaded,
         )
+        self.loaded = None
         self.state = state
         # The policy's objects (a million listed names, say) live as long as the process:
         # keep them out of the garbage collector's generations, so collections stay short.
@@ -338,8 +348,7 @@ class Supervisor:
         from appliance.firewall import nft
         from appliance.firewall.ruleset import ruleset
 
-        count = worker_count(self.options, self.config.gateway.proxy_workers)
-        nft.apply(ruleset(self.state.config, workers=count))  # in our netns already
+        nft.apply(ruleset(self.state.config, workers=self.proxy_workers))  # in our netns already
         self.metrics.COMPONENT_UP.labels("firewall").set(1)
         log.info("nftables ruleset applied (table inet lessongate)")
 

@@ -66,12 +66,12 @@ class SecurityHeaders:
 
 def create_app(
     config_dir: Path,
-    state_dir: Path,
+    state_dir: Path | None,
     clock: Clock | None = None,
     accounts: AccountStore | None = None,
 ) -> Starlette:
-    """The app over a config directory and a state directory (``clock``, ``accounts``: see
-    :class:`~appliance.web.desk.Desk`)."""
+    """The app over a config directory and a state directory (``state_dir``, ``clock``,
+    ``accounts``: see :class:`~appliance.web.desk.Desk`)."""
     desk = Desk(config_dir, state_dir, clock, accounts)
 
     @asynccontextmanager

@@ -23,6 +23,7 @@ from appliance.accounts.roles import (
     describe,
 )
 from appliance.accounts.store import ACCOUNTS_FILE, AccountStore, SignInRefused, User, open_store
+from appliance.config.loader import load
 from appliance.exemptions.investigation import Investigations
 from appliance.exemptions.standing import StandingPermissions, StandingRefused, delegates
 from appliance.monitoring import metrics
@@ -64,16 +65,18 @@ class Desk:
     def __init__(
         self,
         config_dir: Path,
-        state_dir: Path,
+        state_dir: Path | None,
         clock: Clock | None = None,
         accounts: AccountStore | None = None,
     ) -> None:
-        """``accounts``: the account store (default: the state directory's, with the
-        configured directory and lockout; tests give one with a cheaper password hash)."""
-        self.policy = PolicyState(config_dir, state_dir, clock or SystemClock())
+        """``state_dir``: None for the configuration's own (``gateway.state_dir``);
+        ``accounts``: the account store (default: the state directory's, with the configured
+        directory and lockout; tests give one with a cheaper password hash)."""
+        config = load(config_dir)  # loaded once: a million-name list is ~130 MB a copy
+        self.state_dir = state_dir = state_dir or Path(config.gateway.state_dir)
+        self.policy = PolicyState(config_dir, state_dir, clock or SystemClock(), config=config)
         assert self.policy.store is not None
         self.store = self.policy.store
-        config = self.policy.config
         self.settings: WebSettings = config.web
         self.accounts = accounts or open_store(state_dir, config.accounts)
         self.audit = AuditLog(state_dir / ACCOUNTS_FILE)

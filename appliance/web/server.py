@@ -17,13 +17,14 @@ log = logging.getLogger("lessongate.web")
 
 def serve(
     config_dir: Path,
-    state_dir: Path,
+    state_dir: Path | None,
     *,
     clock_file: Path | None = None,
     listen: Endpoint | None = None,
     netns: str = "",
 ) -> int:
-    """Serve until SIGTERM or SIGINT. ``netns``: bind inside that network namespace."""
+    """Serve until SIGTERM or SIGINT. ``state_dir``: None for the configuration's;
+    ``netns``: bind inside that network namespace."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if netns:
         from pyroute2 import netns as namespaces
@@ -37,7 +38,7 @@ def serve(
     if not endpoint.address.is_unspecified:
         routers.append(endpoint.address)
     certificate, key = certificate_files(
-        config_dir, settings.certificate, settings.key, state_dir, routers
+        config_dir, settings.certificate, settings.key, desk.state_dir, routers
     )
     log.info("teachers' page on https://%s/ (certificate %s)", endpoint, certificate)
     server = uvicorn.Server(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import ipaddress
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
+from appliance.config.loader import load
 from appliance.exemptions.store import ExemptionStore
 from appliance.policy.decision import Reason
 from appliance.policy.facts import Client, Exemption, ScopeKind
@@ -115,6 +118,25 @@ def test_a_reload_keeps_lists_that_did_not_change(school_dir: Path, clock_file: 
     feed.write_text(feed.read_text() + "newly-listed.example\n")
     state.refresh()
     assert state.config.facts.services is not services
+    assert state.decide(STAFF, "newly-listed.example").reason is Reason.NEVER_EXEMPTIBLE
+
+
+def test_a_configuration_loaded_by_the_caller_is_kept_once_and_let_go_after_a_reload(
+    school_dir: Path, clock_file: Path
+) -> None:
+    """`lessongate run` validates the configuration before it starts anything, then hands it
+    over: one copy of every list in the process, and none left once a reload replaced it."""
+    config = load(school_dir)
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0), config=config)
+    assert state.config is config
+    assert state.decide(STUDENT, "www.instagram.com").reason is Reason.STUDENT_ALWAYS
+    replaced = weakref.ref(config.facts.services)
+    del config
+    feed = school_dir / "illegal-content.txt"
+    feed.write_text(feed.read_text() + "newly-listed.example\n")
+    state.refresh()
+    gc.collect()
+    assert replaced() is None
     assert state.decide(STAFF, "newly-listed.example").reason is Reason.NEVER_EXEMPTIBLE
 
 
