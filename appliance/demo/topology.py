@@ -51,7 +51,7 @@ from typing import Any, Self
 
 from pyroute2 import netns
 
-from appliance.firewall.netlink import in_netns
+from appliance.firewall.netlink import create_netns, in_netns
 
 PREFIX = "lg"  # every SchoolNet namespace name starts with this
 OWNERS = Path("/run/lessongate-demo")  # <prefix>.pid: the process that owns a SchoolNet
@@ -151,7 +151,7 @@ class SchoolNet:
             (OWNERS / f"{self.prefix}.pid").write_text(f"{os.getpid()}\n")
             self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
             for name in self.namespaces:
-                netns.create(name)
+                create_netns(name)
             self._wire()
             # Set in every namespace, not inherited: a new namespace may copy the host's value.
             for name in self.namespaces:

@@ -8,6 +8,7 @@ its own instead (``setns(2)`` moves only the calling thread): :func:`in_netns` o
 ``IPRoute`` on a short-lived thread that has entered the namespace, runs the work with it
 there, and returns what the work returns. The socket belongs to the namespace it was made in,
 and pyroute2 makes one per thread, so the work must not hand ``ipr`` to another thread.
+:func:`create_netns` makes a named namespace the same way (pyroute2's ``netns.create`` forks).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2 import netns as namespaces
 
 NETNS_DIR = "/run/netns"  # where `ip netns add` and pyroute2 name them
 
@@ -28,22 +30,44 @@ def in_netns[T](netns: str, work: Callable[[Any], T]) -> T:
     path = os.path.join(NETNS_DIR, netns)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no network namespace {netns}")
+
+    def enter_and_work() -> T:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.setns(fd, os.CLONE_NEWNET)
+        finally:
+            os.close(fd)
+        with IPRoute() as ipr:
+            return work(ipr)
+
+    return _on_a_thread(f"netns-{netns}", enter_and_work)
+
+
+def create_netns(netns: str) -> None:
+    """A new named network namespace, as ``ip netns add`` makes one: a thread moves into a
+    new namespace of its own (``unshare(2)`` moves only the calling thread) and pyroute2
+    mounts that thread's namespace on its name."""
+
+    def unshare_and_name() -> None:
+        os.unshare(os.CLONE_NEWNET)
+        namespaces.attach(netns, threading.get_native_id())
+
+    _on_a_thread(f"netns-{netns}", unshare_and_name)
+
+
+def _on_a_thread[T](name: str, work: Callable[[], T]) -> T:
+    """``work()`` on a short-lived thread of its own (whatever namespace it enters ends with
+    it); its result, or its exception raised here."""
     outcome: list[T] = []
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.setns(fd, os.CLONE_NEWNET)
-            finally:
-                os.close(fd)
-            with IPRoute() as ipr:
-                outcome.append(work(ipr))
+            outcome.append(work())
         except BaseException as error:  # raised again in the caller's thread
             failure.append(error)
 
-    thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     thread.join()
     if failure:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pyroute2 import netns
 
-from appliance.firewall.netlink import in_netns
+from appliance.firewall.netlink import create_netns, in_netns
 
 pytestmark = pytest.mark.skipif(
     not (os.geteuid() == 0 and shutil.which("ip")),
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 def empty_netns() -> Iterator[str]:
     """A new namespace holding nothing but its loopback."""
     name = f"lgtest-{secrets.token_hex(3)}"
-    netns.create(name)
+    create_netns(name)
     try:
         yield name
     finally:
@@ -42,6 +42,18 @@ def test_the_work_runs_inside_the_namespace_and_the_caller_stays_out(empty_netns
     before = own_netns()
     assert in_netns(empty_netns, link_names) == ["lo"]
     assert own_netns() == before
+
+
+def test_a_new_namespace_is_named_and_the_caller_stays_out() -> None:
+    name = f"lgtest-{secrets.token_hex(3)}"
+    before = own_netns()
+    create_netns(name)
+    try:
+        assert name in netns.listnetns()
+        assert own_netns() == before
+        assert os.stat(f"/run/netns/{name}").st_ino != before
+    finally:
+        netns.remove(name)
 
 
 def test_an_error_in_the_work_reaches_the_caller(empty_netns: str) -> None:
