@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 from appliance.demo.run import run_argv  # noqa: E402
 from appliance.demo.topology import SchoolNet, stop_process  # noqa: E402
 from appliance.firewall import nft  # noqa: E402
-from benchmarks.dns import free_port  # noqa: E402
-from benchmarks.https import EXAMPLE, LESSON  # noqa: E402
+from benchmarks.https import EXAMPLE, LESSON, free_port  # noqa: E402
 from benchmarks.school import generate, school_with_list  # noqa: E402
 
 # What each process of `lessongate run` is, by a word in its command line (first match).
