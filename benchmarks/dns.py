@@ -240,8 +240,13 @@ def cpu_s(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+    return proc_mb(Path(f"/proc/{pid}/status"), "VmRSS")
+
+
+def proc_mb(path: Path, name: str) -> float:
+    """A ``Name:  N kB`` line of a /proc file, in MB (0 when it has none)."""
+    for line in path.read_text().splitlines():
+        if line.startswith(name + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from appliance.demo.run import run_argv  # noqa: E402
 from appliance.demo.topology import SchoolNet, stop_process  # noqa: E402
 from appliance.firewall import nft  # noqa: E402
+from benchmarks.dns import proc_mb, rss_mb  # noqa: E402
 from benchmarks.https import EXAMPLE, LESSON, free_port  # noqa: E402
 from benchmarks.school import generate, school_with_list  # noqa: E402
 
@@ -37,7 +38,6 @@ KINDS = (
     ("appliance.runtime.dnsworker", "DNS worker"),
     ("appliance.monitoring.decisionlog", "decision log writer"),
     ("mitmdump", "mitmproxy worker"),
-    ("lessongate web", "teachers' web server"),
     (" web ", "teachers' web server"),
     (" run ", "supervisor (lessongate run)"),
 )
@@ -61,15 +61,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def field_mb(path: Path, name: str) -> float:
-    """A ``Name:  N kB`` line of a /proc file, in MB (0 when the process is gone)."""
+def usage(pid: int) -> tuple[float, float] | None:
+    """(RSS, PSS) of a process in MB, None once it is gone."""
     try:
-        for line in path.read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) / 1024
+        return rss_mb(pid), proc_mb(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
     except OSError:
-        pass
-    return 0.0
+        return None
 
 
 def kind_of(pid: int) -> str:
@@ -86,17 +83,15 @@ def measure(pid: int, expected: int) -> dict[str, list[tuple[float, float]]]:
     deadline = time.monotonic() + 180
     last, still_since = -1.0, time.monotonic()
     while time.monotonic() < deadline:
-        pids = descendants(pid)
-        total = sum(field_mb(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
-        if len(pids) < expected or abs(total - last) > 0.01 * total:
+        usages = {p: used for p in descendants(pid) if (used := usage(p)) is not None}
+        total = sum(rss for rss, _ in usages.values())
+        if len(usages) < expected or abs(total - last) > 0.01 * total:
             last, still_since = total, time.monotonic()
         elif time.monotonic() - still_since >= SETTLE:
             by_kind: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
-            for p in pids:
-                rss = field_mb(Path(f"/proc/{p}/status"), "VmRSS")
-                pss = field_mb(Path(f"/proc/{p}/smaps_rollup"), "Pss")
-                if rss:
-                    by_kind[kind_of(p)].append((rss, pss))
+            for p, used in usages.items():
+                if used[0]:  # a zombie has no memory left to count
+                    by_kind[kind_of(p)].append(used)
             return by_kind
         time.sleep(0.5)
     raise SystemExit(f"lessongate run did not settle: {len(descendants(pid))} processes")
