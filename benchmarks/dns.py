@@ -19,9 +19,10 @@ metrics, as Prometheus would. The mix: 50% allowed names (cache hits), 40% names
 list (blocked, policy lookups cold over the million), 10% the bundled social-media names
 (blocked). The servers run pinned to CPU 1 and dnsperf to CPU 0 (2 cores here), interleaved
 round by round. Peak: dnsperf with 8 clients and 200 queries outstanding. Latency: dnsperf -Q
-at half our peak, per-query latencies from -v, interleaved rounds too, with the time each
-server was runnable but waiting for its CPU (other processes on that core, from /proc
-schedstat). RSS of the worker and of its decision log writer after the warm-up, just before
+at half our peak, per-query latencies from -v, interleaved rounds too, with how busy each
+server kept its core and the time it was runnable but waiting for it (other processes on that
+core, from /proc schedstat); and dnsmasq at half its own peak, the same target applied to the
+reference. RSS of the worker and of its decision log writer after the warm-up, just before
 a soak (dnsperf -Q at half our peak for --soak seconds), every tenth of the soak and after it;
 CPU per query of both in the soak; decision log rows written and dropped. Targets: ≥ 0.5×
 dnsmasq's queries per second; p99 ≤ 2 ms at half our peak; RSS flat over the soak.
@@ -253,7 +254,8 @@ def proc_mb(path: Path, name: str) -> float:
 
 ALL_CPUS = set(range(os.cpu_count() or 1))
 SAME_CORE = "LessonGate, log writer on CPU 1"
-LATENCY_RUNS = ("dnsmasq", "LessonGate", SAME_CORE)
+OWN_HALF = "dnsmasq at half its own peak"
+LATENCY_RUNS = ("dnsmasq", "LessonGate", SAME_CORE, OWN_HALF)
 NICE: list[str] = []  # `nice -n N` for both servers and dnsperf alike (--nice)
 
 
@@ -429,18 +431,21 @@ def main() -> None:
             # run but waiting for the CPU (other processes on its core): the tail's other cause.
             # And ours once more with the writer held on the worker's core (a one-core
             # gateway: every row written takes CPU from the answers).
+            # And dnsmasq at half its own peak: the same target, applied to the reference.
             latencies: dict[str, list[dict[str, Any]]] = {label: [] for label in LATENCY_RUNS}
             for _ in range(args.rounds):
-                for label, pid, port in (
-                    ("dnsmasq", masq.pid, dnsmasq_port),
-                    ("LessonGate", ours.pid, our_port),
-                    (SAME_CORE, ours.pid, our_port),
+                for label, pid, port, rate in (
+                    ("dnsmasq", masq.pid, dnsmasq_port, half),
+                    ("LessonGate", ours.pid, our_port, half),
+                    (SAME_CORE, ours.pid, our_port, half),
+                    (OWN_HALF, masq.pid, dnsmasq_port, masq_peak / 2),
                 ):
                     os.sched_setaffinity(writer, {1} if label == SAME_CORE else ALL_CPUS)
-                    waited, stolen = run_queue_wait(pid), stolen_s()
-                    run = dnsperf(port, datafile, args.seconds, rate=half, verbose=True)
+                    waited, stolen, cpu = run_queue_wait(pid), stolen_s(), cpu_s(pid)
+                    run = dnsperf(port, datafile, args.seconds, rate=rate, verbose=True)
                     run["waited"] = run_queue_wait(pid) - waited
                     run["stolen"] = [b - a for a, b in zip(stolen, stolen_s(), strict=True)]
+                    run["busy"] = (cpu_s(pid) - cpu) / args.seconds
                     latencies[label].append(run)
             before_soak = worker_stats(state)
             rss_before_soak = (rss_mb(ours.pid), rss_mb(writer))
@@ -479,6 +484,9 @@ def main() -> None:
     def waits(label: str) -> str:
         return " / ".join(f"{run['waited'] * 1000:.0f}" for run in latencies[label]) + " ms"
 
+    def busy(label: str) -> str:
+        return " / ".join(f"{run['busy']:.0%}" for run in latencies[label])
+
     def steals(label: str, cpu: int) -> str:
         stolen = (run["stolen"][cpu] if cpu < len(run["stolen"]) else 0 for run in latencies[label])
         return " / ".join(f"{seconds * 1000:.0f}" for seconds in stolen) + " ms"
@@ -515,6 +523,10 @@ def main() -> None:
             f"{latency_runs('LessonGate', key)} | {latency_runs('dnsmasq', key)} | {target} |"
         )
     print(
+        f"| CPU 1 busy with the server at {half:,.0f} q/s, per latency run | "
+        f"{busy('LessonGate')} | {busy('dnsmasq')} |  |"
+    )
+    print(
         f"| time ready to run but waiting for CPU 1, per {args.seconds:g} s latency run | "
         f"{waits('LessonGate')} | {waits('dnsmasq')} |  |"
     )
@@ -529,6 +541,12 @@ def main() -> None:
             f"| {latency_runs(SAME_CORE, key)} |  |  |"
         )
     print(f"| time waiting for CPU 1, the log writer held on it | {waits(SAME_CORE)} |  |  |")
+    for key in ("p50", "p99"):
+        print(
+            f"| latency {key} at {masq_peak / 2:,.0f} q/s: the target applied to dnsmasq (half "
+            f"its own peak) |  | {latency_runs(OWN_HALF, key)} |  |"
+        )
+    print(f"| CPU 1 busy with dnsmasq at half its own peak |  | {busy(OWN_HALF)} |  |")
     print(
         f"| RSS after load + warm-up (service + decision log writer) | {rss_start[0]:.0f} + "
         f"{rss_start[1]:.0f} MB |  |  |"
