@@ -39,6 +39,7 @@ from appliance.monitoring.settings import Monitoring, parse_monitoring
 from appliance.policy.decision import Reason
 from appliance.policy.facts import (
     DEVICES,
+    OTHER_SERVICE,
     ClientNetwork,
     Device,
     Facts,
@@ -63,6 +64,11 @@ from appliance.timetable.model import (
 from appliance.web.settings import WebSettings, parse_web
 
 SCHOOL, TIMETABLE, LISTS = "school.yaml", "timetable.yaml", "lists.yaml"
+# Service ids no list may take, and why.
+RESERVED_SERVICE_IDS = {
+    DEVICES: f'"{DEVICES}" is reserved: it names the exemption that allows devices in a lesson',
+    OTHER_SERVICE: f'"{OTHER_SERVICE}" is reserved: the metrics count names in no list under it',
+}
 
 
 class _Yaml(yaml.SafeLoader):
@@ -597,12 +603,8 @@ class _Loader:
             category = c.choice(entry.get("category"), child(path, "category"), sorted(categories))
             if not (service_id and name and category):
                 return None
-            if service_id == DEVICES:
-                c.error(
-                    child(path, "id"),
-                    f'"{DEVICES}" is reserved: it names the exemption that allows devices in a'
-                    " lesson",
-                )
+            if service_id in RESERVED_SERVICE_IDS:
+                c.error(child(path, "id"), RESERVED_SERVICE_IDS[service_id])
                 return None
             if service_id in services:
                 existing = services[service_id]

@@ -1,7 +1,7 @@
 """Prometheus metrics, one prefix (``lessongate_``), labels only from small fixed sets.
 
 Never a client address, a user or a free-form domain as a label: ``service`` is a configured
-service id (or ``none`` for names in no list), ``group``, ``verdict``, ``reason`` and
+service id (or ``other`` for names in no list), ``group``, ``verdict``, ``reason`` and
 ``period_kind`` come from fixed vocabularies.
 
 The data path runs in several processes (the DNS service in ``lessongate run``, mitmproxy
@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from appliance.policy.decision import Decision
-from appliance.policy.facts import Group
+from appliance.policy.facts import OTHER_SERVICE, Group
 from appliance.timetable.engine import Timetable
 from appliance.timetable.model import PeriodKind
 
@@ -203,7 +203,13 @@ def count_decision(decision: Decision, via: str) -> None:
     if known is not None and known[0] is decision:
         known[1].counted += 1
         return
-    key = (decision.group, decision.verdict, decision.reason, decision.service or "none", via)
+    key = (
+        decision.group,
+        decision.verdict,
+        decision.reason,
+        decision.service or OTHER_SERVICE,
+        via,
+    )
     tally = _tallies.get(key)
     if tally is None:
         tally = _tallies[key] = _Tally(DECISIONS.labels(*key))

@@ -44,6 +44,9 @@ LESSON_SCOPES = frozenset({ScopeKind.ROOM, ScopeKind.CLASS, ScopeKind.DEVICE})
 # The lesson exemption's target that lifts the devices-in-lessons rule ("devices allowed this
 # lesson"): ``devices@room:S12``. Stored as its service; no listed service may take this id.
 DEVICES = "devices"
+# The ``service`` label of a decision on a name in no list (lessongate_decisions_total): the
+# label's values are the configured service ids and this, so no listed service may take it.
+OTHER_SERVICE = "other"
 
 
 class ExemptionKind(StrEnum):

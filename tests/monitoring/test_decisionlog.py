@@ -129,7 +129,7 @@ def test_decision_counts_reach_the_counter_when_flushed(example: Config) -> None
 
     decision = decide(example.facts, STUDENT, "www.tiktok.com", NOW)
     child = metrics.DECISIONS.labels(
-        decision.group, decision.verdict, decision.reason, decision.service or "none", "test"
+        decision.group, decision.verdict, decision.reason, decision.service or OTHER_SERVICE, "test"
     )
     before = child._value.get()
     for _ in range(3):

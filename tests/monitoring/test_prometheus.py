@@ -473,7 +473,7 @@ def test_what_the_trust_sees(trust: Trust) -> None:
     assert {"student-always", "staff-lesson-time", "guest-always", "bypass"} <= set(reasons)
     allowed = values(
         prometheus.query(
-            'sum by (reason) (lessongate_decisions_total{verdict="allow", service!="none"})'
+            'sum by (reason) (lessongate_decisions_total{verdict="allow", service!="other"})'
         ),
         "reason",
     )
