@@ -345,7 +345,8 @@ BROKEN = [
     pytest.param(
         change(LISTS, "  - id: vk\n", "  - id: other\n"),
         [
-            'lists.yaml:services[0].id: "other" is reserved: the metrics count names in no list under it'
+            'lists.yaml:services[0].id: "other" is reserved: the metrics count names in no list'
+            " under it"
         ],
         id="service-id-other-is-reserved",
     ),

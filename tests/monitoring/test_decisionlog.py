@@ -34,7 +34,7 @@ from appliance.monitoring.settings import (
     pseudonym,
 )
 from appliance.policy.decide import decide
-from appliance.policy.facts import Client, Group
+from appliance.policy.facts import OTHER_SERVICE, Client, Group
 from appliance.runtime.clock import to_us
 from appliance.runtime.state import PolicyState
 
@@ -128,8 +128,9 @@ def test_decision_counts_reach_the_counter_when_flushed(example: Config) -> None
     from appliance.monitoring import metrics
 
     decision = decide(example.facts, STUDENT, "www.tiktok.com", NOW)
+    service = decision.service or OTHER_SERVICE
     child = metrics.DECISIONS.labels(
-        decision.group, decision.verdict, decision.reason, decision.service or OTHER_SERVICE, "test"
+        decision.group, decision.verdict, decision.reason, service, "test"
     )
     before = child._value.get()
     for _ in range(3):
