@@ -30,7 +30,7 @@ from typing import Literal
 from mitmproxy import connection, exceptions, http, tls
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import url
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import layer, layers, server_hooks
 
 from appliance.config.errors import ConfigError
 from appliance.config.gateway import NoSni
@@ -48,7 +48,7 @@ REFRESH_SECONDS = 0.25
 ROLES = ("transparent", "explicit")
 UNKNOWN_CLIENT = ipaddress.ip_address("0.0.0.0")  # in no configured network: fail closed
 
-type Via = Literal["sni", "http", "connect"]
+type Via = Literal["sni", "http", "connect", "tcp"]
 type DecisionHook = Callable[[Client, Decision, Via], None]
 
 # Every decision the proxy takes is handed to ``LessonGate.on_decision(client, decision, via)``:
@@ -70,6 +70,7 @@ class LessonGate:
         # the supervisor's copy of it (lessongate_neighbours).
         self.mac_for: Callable[[Address], str] = neighbour_cache(None).mac_for
         self._refresher: asyncio.Task[None] | None = None
+        self._raw_tcp: RawTcpCheck | None = None
         # Server connections a blocking decision was taken for, by id → why (defence in depth
         # for server_connect); forgotten when their client disconnects.
         self._blocked: dict[str, str] = {}
@@ -167,10 +168,20 @@ class LessonGate:
         )
 
     def running(self) -> None:
+        from mitmproxy import ctx
+
         if self._refresher is None:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        if self._raw_tcp is None:
+            self._raw_tcp = RawTcpCheck(self.decide_raw_tcp)
+            ctx.master.addons.add(self._raw_tcp)  # at the end of the chain, after NextLayer
 
     async def done(self) -> None:
+        from mitmproxy import ctx
+
+        if self._raw_tcp is not None:
+            ctx.master.addons.remove(self._raw_tcp)
+            self._raw_tcp = None
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,11 +232,32 @@ class LessonGate:
             log.debug("ClientHello with ECH from %s, outer name %s", client.address, sni)
         return self._decide_names(client, [sni or "", server_name(data.context.server)])
 
+    # -- neither TLS nor HTTP -----------------------------------------------------------------
+
+    def decide_raw_tcp(self, nextlayer: layer.NextLayer) -> None:
+        """A connection mitmproxy would relay as raw TCP: its first bytes were neither a
+        ClientHello nor HTTP (SSH or a VPN on port 443, a cleartext tunnel through CONNECT to
+        an address). It carries no name, so the group's no-SNI rule decides it, as for TLS
+        without one (students and guests: block). Allowed, it is relayed without a flow
+        (nothing kept or hooked per message); blocked, it never gets an upstream connection.
+        Called by :class:`RawTcpCheck`, once mitmproxy has chosen the layer."""
+        tcp_layer = nextlayer.layer
+        if not isinstance(tcp_layer, layers.TCPLayer) or tcp_layer.flow is None:
+            return  # TLS, HTTP, or a connection already passed through (ignore_connection)
+        ctx = nextlayer.context
+        client = client_of(ctx.client, self.mac_for)
+        decision = self._decide_names(client, [server_name(ctx.server)])
+        self.on_decision(client, decision, "tcp")
+        nextlayer.layer = layers.TCPLayer(ctx, ignore=True)
+        if not decision.allowed:
+            self._block_server(ctx.client, ctx.server, decision)
+
     # -- plain HTTP and CONNECT ---------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit mode: a CONNECT to a blocked name is refused at once (no tunnel, no
-        upstream connection). A CONNECT to an address is decided by the SNI inside."""
+        upstream connection). A CONNECT to an address is decided by what it carries: the SNI
+        inside, or the no-SNI rule when it is not TLS (:meth:`next_layer`)."""
         name = flow.request.host
         if not is_name(name):
             return
@@ -339,6 +371,23 @@ class LessonGate:
         server.error = why
         self._blocked[server.id] = why
         self._blocked_by_client.setdefault(client.id, []).append(server.id)
+
+
+class RawTcpCheck:
+    """LessonGate's raw-TCP decision as an addon of its own, at the end of mitmproxy's chain.
+
+    mitmproxy's NextLayer addon chooses a connection's layer in the ``next_layer`` hook, and
+    a script's addons come before it in the chain: in LessonGate's own ``next_layer`` no layer
+    would be chosen yet. LessonGate adds this one while it runs, so the check sees the choice.
+    """
+
+    name = "lessongate-raw-tcp"
+
+    def __init__(self, decide: Callable[[layer.NextLayer], None]) -> None:
+        self.decide = decide
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        self.decide(nextlayer)
 
 
 def options_error(message: str) -> exceptions.OptionsError:

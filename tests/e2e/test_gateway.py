@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -213,6 +214,69 @@ def test_a_bad_policy_never_replaces_the_running_one(gateway: Gateway) -> None:
         lambda: "lessongate_policy_last_reload_success 1.0" in gateway.metrics(),
         5,
         "the good file is taken again",
+    )
+
+
+LISTENER = """
+import socket, sys
+with socket.create_server((sys.argv[1], 443)) as server:
+    print("listening", flush=True)
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(2)
+            try:
+                print("received", conn.recv(4096), flush=True)
+            except OSError as error:
+                print("error", error, flush=True)
+"""
+TUNNEL = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 443), 3) as s:
+    s.sendall(b"SSH-2.0-" + sys.argv[2].encode() + b"\\r\\n")
+    s.settimeout(3)
+    try:
+        print("reply", s.recv(64))
+    except OSError as error:
+        print("error", error)
+"""
+
+
+def test_cleartext_on_443_follows_the_no_sni_rule(gateway: Gateway) -> None:
+    """SSH or a VPN on port 443 (neither TLS nor HTTP) carries no name: students' is never
+    relayed to the server; staff's is (the example school's staff no_sni: allow)."""
+    listener = gateway.net.popen(
+        gateway.net.inet,
+        [sys.executable, "-u", "-c", LISTENER, UPSTREAM_DNS],  # a free port 443 out there
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "listening"
+        for role in ("student", "guest"):
+            tried = gateway.net.run(
+                gateway.net.client_ns(role), [sys.executable, "-c", TUNNEL, UPSTREAM_DNS, role]
+            )
+            assert "reply b'SSH" not in tried.stdout, tried
+        staff = gateway.net.run(
+            gateway.net.client_ns("staff"), [sys.executable, "-c", TUNNEL, UPSTREAM_DNS, "staff"]
+        )
+        assert staff.returncode == 0, staff.stderr
+        # The listener heard staff's line and nothing before it: the others never got through.
+        assert listener.stdout.readline().strip() == "received b'SSH-2.0-staff\\r\\n'"
+    finally:
+        listener.kill()
+        listener.wait(5)
+    wanted = ('group="students"', 'reason="no-sni"', 'verdict="block"', 'via="tcp"')
+    gateway.wait_until(
+        lambda: any(
+            line.startswith("lessongate_decisions_total{") and all(x in line for x in wanted)
+            for line in gateway.metrics().splitlines()
+        ),
+        5,
+        "the students' cleartext counted as a no-SNI block:\n"
+        + "\n".join(x for x in gateway.metrics().splitlines() if "decisions_total{" in x),
     )
 
 

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import connection, exceptions, tls
-from mitmproxy.proxy import context, server_hooks
+from mitmproxy.addons.next_layer import NextLayer
+from mitmproxy.proxy import context, layer, layers, server_hooks
+from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.test import taddons, tflow
 
 from appliance.exemptions.store import ExemptionStore
 from appliance.policy.decision import Decision, Reason, Verdict
 from appliance.policy.facts import Client, Exemption, ScopeKind
-from appliance.proxy.addon import LessonGate, Via, client_of
+from appliance.proxy.addon import LessonGate, RawTcpCheck, Via, client_of
 from appliance.runtime.clock import FileClock
 from appliance.runtime.state import STORE_FILE
 from tests.conftest import EXAMPLE
@@ -179,6 +181,54 @@ def test_connect_name_is_decided_too(gate: Gate) -> None:
     gate.addon.tls_clienthello(data)
     assert data.context.server.error is not None
     assert gate.seen[-1][1].name == "www.instagram.com"
+
+
+# -- neither TLS nor HTTP -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("client", "server", "blocked"),
+    [
+        (STUDENT, ("203.0.113.9", 443), True),  # SSH or a VPN on port 443, transparent
+        (GUEST, ("203.0.113.9", 443), True),
+        (STUDENT, ("157.240.1.1", 22), True),  # explicit: CONNECT to an address, then cleartext
+        (STAFF, ("203.0.113.9", 443), False),  # the example school's staff: no_sni allow
+        (STUDENT, ("www.instagram.com", 22), True),  # explicit: CONNECT to a name decides by it
+        (STUDENT, ("example.org", 22), False),
+    ],
+)
+def test_raw_tcp_follows_the_no_sni_rule(
+    gate: Gate, client: str, server: tuple[str, int], blocked: bool
+) -> None:
+    """What mitmproxy would relay as raw TCP is decided, and never kept as a flow."""
+    conn = tflow.tclient_conn()
+    conn.peername = (client, 50125)
+    ctx = context.Context(conn, gate.tctx.options)
+    ctx.server.address = server
+    nextlayer = layer.NextLayer(ctx)
+    nextlayer.layer = layers.TCPLayer(ctx)
+    gate.addon.decide_raw_tcp(nextlayer)
+    assert isinstance(nextlayer.layer, layers.TCPLayer)
+    assert nextlayer.layer.flow is None  # relayed without a flow, or not at all
+    assert (ctx.server.error is not None) is blocked
+    hook = server_hooks.ServerConnectionHookData(ctx.server, ctx.client)
+    ctx.server.error = None
+    gate.addon.server_connect(hook)  # and no upstream connection, even if the error were cleared
+    assert (hook.server.error is not None) is blocked
+    _, decision, via = gate.seen[-1]
+    assert via == "tcp"
+    assert decision.verdict is (Verdict.BLOCK if blocked else Verdict.ALLOW)
+
+
+def test_tls_and_http_layers_are_left_alone(gate: Gate) -> None:
+    ctx = context.Context(tflow.tclient_conn(), gate.tctx.options)
+    nextlayer = layer.NextLayer(ctx)
+    passthrough = layers.TCPLayer(ctx, ignore=True)  # what tls_clienthello's ignore leads to
+    for chosen in (None, passthrough, layers.HttpLayer(ctx, HTTPMode.transparent)):
+        nextlayer.layer = chosen
+        gate.addon.decide_raw_tcp(nextlayer)
+        assert nextlayer.layer is chosen
+    assert not gate.seen
 
 
 # -- plain HTTP ---------------------------------------------------------------------------------
@@ -355,6 +405,21 @@ def test_refresher_runs_until_done(gate: Gate) -> None:
 
     asyncio.run(lifetime())
     assert 2 <= len(calls) <= 3
+
+
+def test_the_raw_tcp_check_runs_after_mitmproxys_layer_choice(gate: Gate) -> None:
+    """While the addon runs, its raw-TCP check is the last addon in the chain: mitmproxy's
+    NextLayer (before it) has chosen the layer by the time the check looks."""
+    addons = gate.tctx.master.addons
+
+    async def lifetime() -> None:
+        addons.add(NextLayer())
+        gate.addon.running()
+        assert [type(a).__name__ for a in addons.chain[-2:]] == ["NextLayer", "RawTcpCheck"]
+        await gate.addon.done()
+        assert addons.get(RawTcpCheck.name) is None
+
+    asyncio.run(lifetime())
 
 
 def test_refresh_survives_a_vanished_config(gate: Gate, school_dir: Path) -> None:
