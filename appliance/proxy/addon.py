@@ -174,13 +174,13 @@ class LessonGate:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         if self._raw_tcp is None:
             self._raw_tcp = RawTcpCheck(self.decide_raw_tcp)
-            ctx.master.addons.add(self._raw_tcp)  # at the end of the chain, after NextLayer
+            ctx.master.addons.add(self._raw_tcp)  # type: ignore[no-untyped-call]  # chain end
 
     async def done(self) -> None:
         from mitmproxy import ctx
 
         if self._raw_tcp is not None:
-            ctx.master.addons.remove(self._raw_tcp)
+            ctx.master.addons.remove(self._raw_tcp)  # type: ignore[no-untyped-call]
             self._raw_tcp = None
         if self._refresher is not None:
             self._refresher.cancel()
