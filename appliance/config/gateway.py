@@ -7,6 +7,7 @@ differs (its upstream resolvers, usually).
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +61,12 @@ class Gateway:
     state_dir: str = "/var/lib/lessongate"
     wan_interface: str = ""  # masquerade staff traffic leaving here, when set
     doh_addresses: tuple[Address, ...] = ()  # more DoH resolver addresses to drop
+
+    def proxy_worker_count(self, override: int = 0) -> int:
+        """How many transparent proxy workers ``lessongate run`` starts (``--workers``, else
+        ``proxy_workers``, else one per core); the firewall spreads connections over as many
+        ports, so ``lessongate firewall`` asks the same."""
+        return override or self.proxy_workers or os.cpu_count() or 1
 
     def no_sni_for(self, group: Group) -> NoSni:
         """Unknown networks are treated like students: blocked."""

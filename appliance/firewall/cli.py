@@ -55,10 +55,21 @@ def _common(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
             metavar="PORT",
             help="a TCP port on the gateway's own addresses that is not redirected to the proxy",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=0,
+            metavar="N",
+            help="transparent proxy workers to spread connections over (default: as lessongate"
+            " run starts them: gateway.proxy_workers, else one per core)",
+        )
 
 
 def _generate(args: argparse.Namespace) -> str:
-    return ruleset(load(args.config), table=args.table, web_ports=args.web_port)
+    """The ruleset ``lessongate run`` applies for this configuration."""
+    config = load(args.config)
+    workers = config.gateway.proxy_worker_count(args.workers)
+    return ruleset(config, table=args.table, web_ports=args.web_port, workers=workers)
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -139,11 +139,24 @@ class DnsWorker:
         of its own (a million-name list takes ~1.5 s: answers go on meanwhile)."""
         if self._reloading is not None and self._reloading.is_alive():
             return
+        self.follow_gateway()
         if self.state.config_changed():
             self._reloading = threading.Thread(
                 target=self.state.refresh_config, name="policy-reload", daemon=True
             )
             self._reloading.start()
+
+    def follow_gateway(self) -> None:
+        """The reloaded policy's upstream resolvers and blocked answer, taken by the running
+        service (its port is bound: a new ``dns_port`` takes a restart)."""
+        gateway, service = self.state.config.gateway, self.service
+        if service.upstreams != gateway.upstream_dns:
+            service.upstreams = gateway.upstream_dns
+            log.info("upstream resolvers now %s", ", ".join(map(str, gateway.upstream_dns)))
+        if service.blocked_answer is not gateway.blocked_answer:
+            service.blocked_answer = gateway.blocked_answer
+            service.forget_clients()  # its remembered answers are the old kind
+            log.info("blocked names now answered with %s", gateway.blocked_answer)
 
     def check_neighbours(self) -> None:
         """The neighbour table changed: an address may now be another device."""

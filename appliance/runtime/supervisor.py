@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler
@@ -41,6 +41,7 @@ from appliance.runtime.clock import clock_for
 from appliance.runtime.state import RELOAD_REQUEST, STORE_FILE, PolicyState
 
 if TYPE_CHECKING:
+    from appliance.config.gateway import Gateway
     from appliance.config.loader import Config
 
 log = logging.getLogger("lessongate.run")
@@ -52,6 +53,7 @@ CRASH_LOOP = 10.0  # ...but one that dies within this many seconds of starting b
 MAX_BACKOFF = 30.0  # 1, 2, 4 ... seconds, so a broken worker cannot spin the CPU
 EXPIRY_EVERY = 30.0  # seconds between checks for investigations that reached their end
 CHECK_EVERY = 0.25  # seconds between policy refreshes and worker checks
+WORKER_PORTS = ("dns_port", "transparent_port", "explicit_port")  # bound at a worker's start
 
 
 @dataclass
@@ -83,10 +85,6 @@ class Options:
     firewall: bool = True
     web: bool = True  # the teachers' page (lessongate web) as a supervised child
     extra_mitmdump: list[str] = field(default_factory=list)
-
-
-def worker_count(options: Options, configured: int) -> int:
-    return options.workers or configured or os.cpu_count() or 1
 
 
 def mitmdump() -> str:
@@ -121,7 +119,7 @@ def worker_argv(options: Options, mode: str, state_dir: Path) -> list[str]:
 
 def plan_workers(options: Options, state: PolicyState, state_dir: Path) -> list[Worker]:
     gateway = state.config.gateway
-    count = worker_count(options, gateway.proxy_workers)
+    count = gateway.proxy_worker_count(options.workers)
     dns = gateway.dns_workers
     workers = [
         Worker("dns" if dns == 1 else f"dns-{i}", "dns", dns_argv(options, state_dir, dns > 1))
@@ -183,7 +181,9 @@ class Supervisor:
             raise SystemExit(f"lessongate run: no addon script at {self.options.addon} (--addon)")
         gateway = self.loaded.gateway
         # The ruleset redirects to the proxy workers started now, whatever a reload says.
-        self.proxy_workers = worker_count(self.options, gateway.proxy_workers)
+        self.proxy_workers = gateway.proxy_worker_count(self.options.workers)
+        self.ports: Gateway | None = None  # whose WORKER_PORTS the workers bound at start
+        self.firewall: str | None = None  # the ruleset applied last
         self.state_dir = self.options.state_dir or Path(gateway.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         metrics_dir = self.state_dir / "metrics"
@@ -322,10 +322,13 @@ class Supervisor:
         self.neighbour_generation = self.neighbours.generation
 
     def reloaded(self, ok: bool) -> None:
-        """Every process's PolicyState reloads; this one's reports it (and the new policy)."""
+        """Every process's PolicyState reloads; this one's reports it (and the new policy),
+        and brings the firewall up to date with it (a network added or changed, say)."""
         self.metrics.count_reload(ok)
         if ok:
             self.show_school()
+            if self.options.firewall:
+                self.apply_firewall()
 
     def show_school(self) -> None:
         """``lessongate_school_info``: the trust's view of which policy each school runs."""
@@ -345,10 +348,41 @@ class Supervisor:
         self.metrics.COMPONENT_UP.labels(worker.component).set(1)
 
     def apply_firewall(self) -> None:
-        from appliance.firewall import nft
-        from appliance.firewall.ruleset import ruleset
+        """The ruleset of the running policy, applied when it differs from the one applied.
 
-        nft.apply(ruleset(self.state.config, workers=self.proxy_workers))  # in our netns already
+        The ports the workers listen on are theirs from their start: a policy that changes
+        them is applied without them (the redirects keep pointing at the running workers)
+        and a restart takes them; the log says so."""
+        from appliance.firewall import nft
+        from appliance.firewall.ruleset import RulesetError, ruleset
+
+        gateway = self.state.config.gateway
+        ports = self.ports = self.ports or gateway
+        changed = [n for n in WORKER_PORTS if getattr(gateway, n) != getattr(ports, n)]
+        if changed:
+            log.warning(
+                "%s changed: the running workers keep theirs until lessongate restarts",
+                ", ".join(changed),
+            )
+            gateway = replace(
+                gateway,
+                dns_port=ports.dns_port,
+                transparent_port=ports.transparent_port,
+                explicit_port=ports.explicit_port,
+            )
+        try:
+            script = ruleset(
+                replace(self.state.config, gateway=gateway), workers=self.proxy_workers
+            )
+            if script == self.firewall:
+                return
+            nft.apply(script)  # in our netns already
+        except (RulesetError, nft.NftError):
+            if self.firewall is None:
+                raise  # at start: nothing would enforce the policy
+            log.exception("the new policy's ruleset was refused; the running ruleset stays")
+            return
+        self.firewall = script
         self.metrics.COMPONENT_UP.labels("firewall").set(1)
         log.info("nftables ruleset applied (table inet lessongate)")
 
@@ -408,7 +442,7 @@ def dry_run(options: Options) -> str:
         f"# state: {state_dir}",
         *(f"# {w.name}: {' '.join(w.argv)}" for w in workers),
         "",
-        ruleset(state.config, workers=worker_count(options, gateway.proxy_workers)),
+        ruleset(state.config, workers=gateway.proxy_worker_count(options.workers)),
     ]
     return "\n".join(lines)
 

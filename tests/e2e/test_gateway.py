@@ -11,6 +11,7 @@ import sys
 import time
 
 from appliance.demo.topology import STUDENT, UPSTREAM_DNS, WEB
+from appliance.firewall import nft
 from appliance.firewall.neighbours import TABLE_FILE, TableFile
 from appliance.policy.facts import Exemption, ScopeKind
 from tests.e2e.conftest import AFTER_SCHOOL, LUNCH, Gateway
@@ -278,6 +279,26 @@ def test_cleartext_on_443_follows_the_no_sni_rule(gateway: Gateway) -> None:
         "the students' cleartext counted as a no-SNI block:\n"
         + "\n".join(x for x in gateway.metrics().splitlines() if "decisions_total{" in x),
     )
+
+
+def test_a_reload_brings_the_firewall_up_to_date(gateway: Gateway) -> None:
+    """A changed policy's ruleset is applied on reload (here: one more DoH address to drop),
+    and the running one comes back with the policy."""
+    school = gateway.config / "school.yaml"
+    good = school.read_text()
+    doh = "192.0.2.153"
+
+    def live() -> str:
+        return nft.show(gateway.net.gw)
+
+    assert doh not in live()
+    try:
+        school.write_text(good.replace("gateway:\n", f"gateway:\n  doh_addresses: [{doh}]\n", 1))
+        gateway.wait_until(lambda: doh in live(), 10, "the new DoH address in the live ruleset")
+    finally:
+        school.write_text(good)
+    gateway.wait_until(lambda: doh not in live(), 10, "the policy's own ruleset again")
+    assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
 
 
 def test_garbage_tls_and_dns_are_never_allowed(gateway: Gateway) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from appliance.cli.main import main as lessongate
-from appliance.config.loader import Config
+from appliance.config.loader import Config, load
 from appliance.firewall import nft
 from appliance.firewall.cli import add_parser
 from appliance.firewall.ruleset import ruleset
@@ -153,6 +153,16 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert firewall("show", "--config", str(EXAMPLE), "--web-port", "70000") == 1
     assert "web port 70000 is not a port number" in capsys.readouterr().err
+
+
+def test_show_spreads_over_the_workers_run_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    """``firewall show`` and ``apply`` generate what ``lessongate run`` applies: one proxy
+    port per worker it starts (one per core by default, or --workers as run takes it)."""
+    assert firewall("show", "--config", str(EXAMPLE), "--workers", "3") == 0
+    assert "{ 0 : 8080, 1 : 8081, 2 : 8082 }" in capsys.readouterr().out
+    assert firewall("show", "--config", str(EXAMPLE)) == 0
+    default = ruleset(load(EXAMPLE), workers=os.cpu_count() or 1)
+    assert capsys.readouterr().out == default
 
 
 def test_cli_through_main() -> None:

@@ -148,6 +148,31 @@ def test_reloads_a_changed_policy_keeps_a_bad_one_out(worker: Worker) -> None:
     assert worker.answers("www.instagram.com") == "NXDOMAIN"
 
 
+def test_a_reload_changes_the_upstream_and_the_blocked_answer(worker: Worker) -> None:
+    """Upstream resolvers and the blocked answer are the reloaded policy's, without a restart."""
+    other = FakeUpstream()
+    other.set(
+        "fresh.example.org", wire.A, rr("fresh.example.org", wire.A, 300, a_rdata("192.0.2.99"))
+    )
+    other.start()
+    try:
+        school = worker.school / "school.yaml"
+        text = school.read_text()
+        old_upstream = text[text.index("upstream_dns: [") :].split("]", 1)[0] + "]"
+        text = text.replace(old_upstream, f"upstream_dns: [127.0.0.1:{other.port}]", 1)
+        school.write_text(text.replace("blocked_answer: nxdomain", "blocked_answer: gateway", 1))
+        deadline = time.monotonic() + 10
+        while f"upstream resolvers now 127.0.0.1:{other.port}" not in worker.stderr.read_text():
+            assert time.monotonic() < deadline, worker.stderr.read_text()
+            time.sleep(0.1)
+        assert addresses(ask(worker.port, "fresh.example.org")) == ["192.0.2.99"]
+        assert other.count("fresh.example.org") == 1
+        # From loopback (no network, so no router to answer with) the answer stays NXDOMAIN.
+        assert "blocked names now answered with gateway" in worker.stderr.read_text()
+    finally:
+        other.stop()
+
+
 def test_ends_when_the_process_that_started_it_is_killed(setup: tuple[Path, Path, int]) -> None:
     """A worker left behind would hold port 53 against the next supervisor's."""
     school, state, port = setup
