@@ -9,12 +9,14 @@ retention job on demand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import json
 import os
+import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,7 +33,15 @@ from appliance.cli.identity import (
     sign_in,
 )
 from appliance.lists.names import normalise
-from appliance.monitoring.decisionlog import COLUMN_NAMES, LOG_FILE, Query, Row, export, search
+from appliance.monitoring.decisionlog import (
+    COLUMN_NAMES,
+    LOG_FILE,
+    Query,
+    Row,
+    export,
+    read_log,
+    search,
+)
 from appliance.monitoring.settings import existing_key, pseudonym
 from appliance.policy.decision import Reason, Verdict
 from appliance.policy.facts import Group
@@ -209,22 +219,41 @@ def line(row: dict[str, str]) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     reading = _reader(args, "log.export")
-    rows = export(reading.log, reading.query)
+    matched = matching(reading.log, reading.query)
+    with _output(args.output) as out:
+        # Audited before the first row goes out: an export cut short (`| head` closing the
+        # pipe, a full disk) has shown rows all the same.
+        reading.audit(
+            "log.export",
+            f"{describe_filters(args, reading.query)} rows={matched}"
+            + (f" output={args.output}" if args.output else ""),
+        )
+        written = write_csv(out, export(reading.log, reading.query))
     if args.output:
-        # Personal data: readable by its owner only, whatever the umask.
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-            count = write_csv(out, rows)
-    else:
-        count = write_csv(sys.stdout, rows)
-    reading.audit(
-        "log.export",
-        f"{describe_filters(args, reading.query)} rows={count}"
-        + (f" output={args.output}" if args.output else ""),
-    )
-    if args.output:
-        print(f"{args.output}: {count} rows", file=sys.stderr)
+        print(f"{args.output}: {written} rows", file=sys.stderr)
     return 0
+
+
+def matching(path: Path, query: Query) -> int:
+    """How many rows of the log ``query`` matches."""
+    condition, params = query.where()
+    with contextlib.closing(read_log(path)) as db:
+        found = db.execute(f"SELECT count(*) FROM decisions WHERE {condition}", params)
+        return int(found.fetchone()[0])
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """Standard output, or ``path``: personal data, so readable by its owner only, whatever
+    the umask and whether or not the file was there before."""
+    if path is None:
+        yield sys.stdout
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # never /dev/null's or a terminal's mode
+            os.fchmod(fd, 0o600)  # the mode os.open gave is only for a file it made
+        yield out
 
 
 def write_csv(out: TextIO, rows: Iterable[Row]) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
+import io
 import ipaddress
 import json
 import subprocess
@@ -150,6 +152,40 @@ def test_export_to_standard_output(state: Path, capsys: pytest.CaptureFixture[st
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == ",".join(COLUMN_NAMES)
     assert len(lines) == 2 and ",tiktok.com," in lines[1]
+
+
+def test_export_over_a_file_makes_it_private(state: Path) -> None:
+    output = state / "out.csv"
+    output.write_text("an older export\n" * 100)
+    output.chmod(0o644)
+    args = log_args(state, "export", "ict", "--from", "2026-11-26", "--to", "2026-11-26")
+    assert main([*args, "--output", str(output)]) == 0
+    assert output.stat().st_mode & 0o777 == 0o600
+    assert len(output.read_text().splitlines()) == 2  # the header and the one row, nothing older
+
+
+class ClosedAfter(io.StringIO):
+    """Standard output piped into `head -n N`: the pipe closes after N lines."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def write(self, text: str) -> int:
+        if self.getvalue().count("\n") >= self.lines:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        return super().write(text)
+
+
+def test_export_cut_short_is_audited(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = ClosedAfter(2)
+    monkeypatch.setattr(sys, "stdout", out)
+    with pytest.raises(BrokenPipeError):
+        main(log_args(state, "export", "dsl", "--from", "2026-11-25", "--to", "2026-11-26"))
+    assert out.getvalue().splitlines()[1].endswith(",dns")  # a row was shown
+    [entry] = audit_rows(state)
+    assert (entry.actor, entry.action) == ("dsl", "log.export")
+    assert entry.detail == "from=2026-11-25T00:00:00+00:00 to=2026-11-27T00:00:00+00:00 rows=5"
 
 
 def test_search_for_the_ict_manager(state: Path, capsys: pytest.CaptureFixture[str]) -> None:

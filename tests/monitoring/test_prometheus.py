@@ -44,6 +44,7 @@ import pytest
 import yaml
 from scapy.layers.dns import DNS
 
+from appliance.alerts.config import RuleName
 from appliance.config.loader import load
 from appliance.demo.topology import stop_process
 from appliance.dns import wire
@@ -81,11 +82,11 @@ VARIABLES = {
     "$__range": "5m",
     "$school": ".*",
 }
-STAND_IN = """
+STAND_IN = f"""
 from appliance.monitoring import metrics
 metrics.EXEMPTIONS_GRANTED.labels("lesson").inc()
-metrics.ALERTS_SENT.labels("bypass-attempt", "email").inc()
-metrics.ALERTS_SENT.labels("bypass-attempt", "webhook").inc()
+metrics.ALERTS_SENT.labels("{RuleName.BYPASS}", "email").inc()
+metrics.ALERTS_SENT.labels("{RuleName.BYPASS}", "webhook").inc()
 metrics.ALERT_DELIVERY_FAILURES.labels("webhook").inc()
 metrics.ALERT_OUTBOX_PENDING.set(1)
 metrics.WEB_SIGN_INS.labels("ok").inc()
@@ -482,6 +483,8 @@ def test_what_the_trust_sees(trust: Trust) -> None:
     assert errors["refused"] > 0 and errors["malformed"] > 0 and errors["servfail"] == 0
     outcomes = values(prometheus.query('lessongate_dns_queries_total{school="hilltop"}'), "outcome")
     assert outcomes["cache"] > 0 and outcomes["upstream"] >= 1 and outcomes["local"] > 0
+    sent = values(prometheus.query("sum by (rule) (lessongate_alerts_sent_total)"), "rule")
+    assert sent and set(sent) <= {str(rule) for rule in RuleName}  # the school's alert rules
     backlog = prometheus.query("lessongate_decision_log_backlog")
     assert {r["metric"]["school"] for r in backlog} == {"riverside", "hilltop"}
     print(f"{trust.queries_sent} DNS queries sent to the two gateways")
