@@ -55,6 +55,7 @@ from appliance.policy.decision import Decision, Reason, Verdict
 from appliance.runtime.clock import from_us, to_us
 
 if TYPE_CHECKING:
+    from appliance.lists.matcher import DomainMatcher
     from appliance.monitoring.settings import DecisionLogSettings
     from appliance.policy.facts import Client, Device, Facts
 
@@ -94,10 +95,16 @@ COLUMN_NAMES = tuple(COLUMNS.replace(" ", "").split(","))
 type Row = tuple[str, ...]
 
 
-def worth_recording(decision: Decision, all_allowed: bool = False) -> bool:
-    """Blocks, and allows of listed services; other allows only when the school asks."""
+def worth_recording(
+    decision: Decision, all_allowed: bool = False, watch: DomainMatcher[str] | None = None
+) -> bool:
+    """Blocks, and allows of listed services; other allows only when the school asks, or
+    when the name is on its safeguarding watch list (the watch-list alert reads the log)."""
     return (
-        decision.verdict is Verdict.BLOCK or decision.reason is not Reason.NOT_LISTED or all_allowed
+        decision.verdict is Verdict.BLOCK
+        or decision.reason is not Reason.NOT_LISTED
+        or all_allowed
+        or (watch is not None and watch.match(decision.name) is not None)
     )
 
 
@@ -150,6 +157,7 @@ class DecisionLog:
         zone: ZoneInfo,
         *,
         settings: DecisionLogSettings | None = None,
+        watch: DomainMatcher[str] | None = None,
         capacity: int = 100_000,
         batch: int = 2_000,
         interval: float = 0.2,
@@ -168,6 +176,7 @@ class DecisionLog:
         self.interval = interval
         self.on_tick = on_tick
         self.all_allowed = False
+        self.watch: DomainMatcher[str] | None = None
         # The data path's (only it writes these): the queue, its ids, its counts. An id's
         # object is held in a list, so its id() cannot be reused while the id is known.
         self._queue: list[bytes | bytearray] = []
@@ -196,7 +205,7 @@ class DecisionLog:
         self._spawned_at = -RESPAWN_AFTER
         self._stop = threading.Event()
         self._close_timeout = 5.0
-        self.configure(settings or _default_settings())
+        self.configure(settings or _default_settings(), watch)
         open_log(path).close()  # the table exists once this returns (readers may look at once)
         self._spawn()
         self._thread: threading.Thread | None = None
@@ -237,7 +246,7 @@ class DecisionLog:
     ) -> None:
         """The data path's cost of a row: two dict lookups by identity, a pack, an append.
         Called from one thread (the data path's event loop): the tables are not locked."""
-        if not worth_recording(decision, self.all_allowed):
+        if not worth_recording(decision, self.all_allowed, self.watch):
             return
         if self._accepted - self._resolved >= self.capacity:
             self._full += 1
@@ -322,11 +331,14 @@ class DecisionLog:
 
     # -- settings and counts ------------------------------------------------------------------
 
-    def configure(self, settings: DecisionLogSettings) -> None:
-        """Take new settings: before the sender starts, or from the sender thread
-        (``on_tick``). The writer takes the new pseudonymisation in order, from the rows it
-        has not formatted yet."""
+    def configure(
+        self, settings: DecisionLogSettings, watch: DomainMatcher[str] | None = None
+    ) -> None:
+        """Take new settings (and the school's watch list): before the sender starts, or
+        from the sender thread (``on_tick``). The writer takes the new pseudonymisation in
+        order, from the rows it has not formatted yet."""
         self.all_allowed = settings.log_allowed
+        self.watch = watch
         hashed = tuple(sorted(str(group) for group in settings.pseudonymise))
         if hashed != self._hashed:
             self._hashed = hashed

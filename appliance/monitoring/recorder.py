@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from appliance.alerts.config import RuleName
 from appliance.monitoring import metrics
 from appliance.monitoring.decisionlog import LOG_FILE, DecisionLog
 from appliance.policy.decision import Decision
 from appliance.policy.facts import Client
 from appliance.runtime.state import PolicyState
 
+if TYPE_CHECKING:
+    from appliance.config.loader import Config
+    from appliance.lists.matcher import DomainMatcher
+
 FLUSH_US = 500_000  # the decision counters are flushed at least this often while deciding
+
+
+def watch_list(config: Config) -> DomainMatcher[str] | None:
+    """The school's safeguarding watch list, if its alerts have one: names on it are
+    recorded even when allowed and in no list, so the watch-list alert sees them."""
+    rule = config.alerts.rules.get(RuleName.WATCH_LIST)
+    return rule.watch if rule is not None else None
 
 
 class Recorder:
@@ -36,6 +49,7 @@ class Recorder:
                 state_dir / LOG_FILE,
                 state.facts.timetable.zone,
                 settings=self._config.monitoring.decision_log,
+                watch=watch_list(self._config),
                 on_tick=self._tick,
                 thread=thread,
             )
@@ -61,7 +75,7 @@ class Recorder:
         config = self.state.config
         if config is not self._config and self.log is not None:
             self._config = config
-            self.log.configure(config.monitoring.decision_log)
+            self.log.configure(config.monitoring.decision_log, watch_list(config))
 
     def __call__(self, client: Client, decision: Decision, via: str) -> None:
         metrics.count_decision(decision, via)

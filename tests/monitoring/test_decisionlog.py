@@ -34,6 +34,7 @@ from appliance.monitoring.settings import (
     pseudonym,
 )
 from appliance.policy.decide import decide
+from appliance.policy.decision import Reason, Verdict
 from appliance.policy.facts import OTHER_SERVICE, Client, Group
 from appliance.runtime.clock import to_us
 from appliance.runtime.state import PolicyState
@@ -51,6 +52,27 @@ def test_what_is_worth_recording(example: Config) -> None:
     assert worth_recording(decide(facts, STAFF, "instagram.com", lunch))  # listed, allowed
     assert not worth_recording(decide(facts, STUDENT, "example.org", NOW))  # minimisation
     assert worth_recording(decide(facts, STUDENT, "example.org", NOW), all_allowed=True)
+
+
+def test_names_on_the_watch_list_are_recorded_even_allowed(
+    school_dir: Path, tmp_path: Path
+) -> None:
+    """The watch-list alert reads the log: a watched name allowed and in no list is recorded
+    with log_allowed off; other such names are not (minimisation)."""
+    state = PolicyState(school_dir, tmp_path / "state")
+    recorder = Recorder(state, tmp_path / "state")
+    try:
+        assert not state.config.monitoring.decision_log.log_allowed
+        for name in ("www.selfharm.example", "example.org", "pro-ana.example"):
+            decision = decide(state.facts, STAFF, name, NOW.replace(hour=12, minute=30))
+            assert (decision.verdict, decision.reason) == (Verdict.ALLOW, Reason.NOT_LISTED)
+            recorder(STAFF, decision, "dns")
+    finally:
+        recorder.close()
+        if state.store is not None:
+            state.store.close()
+    recorded = [r["name"] for r in recent(tmp_path / "state" / LOG_FILE)]
+    assert recorded == ["www.selfharm.example", "pro-ana.example"]
 
 
 def test_rows_carry_time_date_address_and_why(example: Config, tmp_path: Path) -> None:
