@@ -150,6 +150,13 @@ EXEMPTIONS_GRANTED = Counter(
     " investigation's managed access).",
     ["kind"],
 )
+FIREWALL_DROPPED = Counter(
+    "lessongate_firewall_dropped_packets_total",
+    "Packets LessonGate's nftables ruleset dropped, by reason (dot, quic, doh: a resolver's"
+    " address, forward: students' and guests' traffic that did not go through LessonGate) and"
+    " client group; read from the ruleset's counters every few seconds.",
+    ["reason", "group"],
+)
 WEB_SIGN_INS = Counter(
     "lessongate_web_sign_ins_total",
     "Sign-ins to the web app, by result.",
@@ -260,6 +267,22 @@ class Follower:
         if value > self.seen:
             self.counter.inc(value - self.seen)
         self.seen = value
+
+
+class FirewallMeter:
+    """``lessongate_firewall_dropped_packets_total`` from the ruleset's named counters (the
+    supervisor reads them). A ruleset applied again starts its counters at 0: what was
+    dropped between the last read and that is not counted."""
+
+    def __init__(self) -> None:
+        self.followers: dict[tuple[str, str], Follower] = {}
+
+    def update(self, reason: str, group: str, packets: int) -> None:
+        follower = self.followers.get((reason, group))
+        if follower is None:
+            child = FIREWALL_DROPPED.labels(reason, group)
+            follower = self.followers[reason, group] = Follower(child)
+        follower.update(packets)
 
 
 class DnsErrorMeter:

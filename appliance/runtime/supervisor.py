@@ -53,6 +53,7 @@ CRASH_LOOP = 10.0  # ...but one that dies within this many seconds of starting b
 MAX_BACKOFF = 30.0  # 1, 2, 4 ... seconds, so a broken worker cannot spin the CPU
 EXPIRY_EVERY = 30.0  # seconds between checks for investigations that reached their end
 CHECK_EVERY = 0.25  # seconds between policy refreshes and worker checks
+DROPS_EVERY = 5.0  # seconds between reads of the firewall's drop counters
 WORKER_PORTS = ("dns_port", "transparent_port", "explicit_port")  # bound at a worker's start
 
 
@@ -184,6 +185,7 @@ class Supervisor:
         self.proxy_workers = gateway.proxy_worker_count(self.options.workers)
         self.ports: Gateway | None = None  # whose WORKER_PORTS the workers bound at start
         self.firewall: str | None = None  # the ruleset applied last
+        self.drops_due = 0.0
         self.state_dir = self.options.state_dir or Path(gateway.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         metrics_dir = self.state_dir / "metrics"
@@ -207,6 +209,7 @@ class Supervisor:
         from appliance.monitoring.retention import RetentionSchedule
 
         self.metrics = metrics
+        self.drops = metrics.FirewallMeter()
         state = PolicyState(
             self.options.config_dir,
             self.state_dir,
@@ -269,6 +272,9 @@ class Supervisor:
             (self.state_dir / RELOAD_REQUEST).touch()
         self.state.refresh()
         self.publish_neighbours()
+        if self.firewall is not None and time.monotonic() >= self.drops_due:
+            self.drops_due = time.monotonic() + DROPS_EVERY
+            self.count_drops()
         now = self.state.now()
         self.retention.tick(now)
         if time.monotonic() >= self.expiry_due:
@@ -385,6 +391,21 @@ class Supervisor:
         self.firewall = script
         self.metrics.COMPONENT_UP.labels("firewall").set(1)
         log.info("nftables ruleset applied (table inet lessongate)")
+
+    def count_drops(self) -> None:
+        """The ruleset's drop counters into ``lessongate_firewall_dropped_packets_total``:
+        DoT, QUIC and DoH attempts, and what students and guests sent around LessonGate."""
+        from appliance.firewall import nft
+        from appliance.firewall.ruleset import parse_counter_name
+
+        try:
+            counted = nft.counters()  # in our netns already
+        except nft.NftError:
+            log.exception("could not read the firewall's counters; tried again")
+            return
+        for name, (packets, _) in counted.items():
+            if (parsed := parse_counter_name(name)) is not None:
+                self.drops.update(parsed[0], str(parsed[1]), packets)
 
     async def shutdown(self) -> None:
         log.info("stopping; the nftables ruleset stays (students and guests stay closed)")

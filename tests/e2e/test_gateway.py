@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 from appliance.demo.topology import STUDENT, UPSTREAM_DNS, WEB
 from appliance.firewall import nft
@@ -59,6 +60,18 @@ def test_dot_and_quic_are_dropped(gateway: Gateway) -> None:
     assert gateway.probe("student", "tcp", UPSTREAM_DNS, "853")["result"] == "timeout"
     assert gateway.probe("student", "udp", WEB, "443")["result"] == "timeout"
     assert gateway.probe("staff", "tcp", UPSTREAM_DNS, "853")["result"] == "timeout"
+    # Counted, by reason and group only (lessongate_firewall_dropped_packets_total).
+    for group, reason in (("students", "dot"), ("students", "quic"), ("staff", "dot")):
+        labels = f'group="{group}",reason="{reason}"'
+        gateway.wait_until(partial(dropped, gateway, labels), 10, f"drops counted: {labels}")
+
+
+def dropped(gateway: Gateway, labels: str) -> float:
+    """lessongate_firewall_dropped_packets_total{labels} (in the exposition's order: by
+    name), 0 when it has no such series."""
+    series = f"lessongate_firewall_dropped_packets_total{{{labels}}} "
+    lines = [line for line in gateway.metrics().splitlines() if line.startswith(series)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
 
 
 def test_students_have_no_direct_route(gateway: Gateway) -> None:
