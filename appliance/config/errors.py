@@ -52,6 +52,16 @@ def show(value: object) -> str:
     return str(value)
 
 
+def listing(names: Iterable[str], most: int = 12) -> str:
+    """Names for a message, at most ``most`` of them: a school with sixty rooms still gets an
+    error that fits on a line."""
+    shown = list(names)
+    if not shown:
+        return "none"
+    more = f" and {len(shown) - most} more" if len(shown) > most else ""
+    return ", ".join(shown[:most]) + more
+
+
 _TIME = re.compile(r"(\d{2}):(\d{2})")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 

@@ -12,7 +12,7 @@ import csv
 import json
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from appliance.accounts.settings import Accounts, parse_accounts
-from appliance.alerts.config import Alerts, parse_alerts
-from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, show
+from appliance.alerts.config import Alerts, RuleName, parse_alerts
+from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, listing, show
 from appliance.config.gateway import CLIENT_GROUPS, Gateway, parse_gateway
 from appliance.lists.formats import ListReport, load_rules, load_text
 from appliance.lists.matcher import DomainMatcher
@@ -161,6 +161,18 @@ class Config:
     list_inputs: ListInputs | None = None
 
 
+@dataclass(frozen=True)
+class _SchoolFile:
+    """What school.yaml holds for the rest of the load."""
+
+    school: School | None
+    networks: tuple[ClientNetwork, ...]
+    rooms: tuple[Room, ...]
+    room_names: tuple[str, ...] | None  # as written; None unless every room has a name
+    devices: tuple[Device, ...]
+    staff_rule: StaffRule
+
+
 def load(directory: Path | str, previous: Config | None = None) -> Config:
     """Validate and build; raises :class:`ConfigError` with every issue found. ``previous``:
     the configuration running now, whose lists are kept when their inputs are unchanged
@@ -174,6 +186,7 @@ class _Loader:
         self.previous = previous
         self.issues: list[ConfigIssue] = []
         self.texts: dict[str, str] = {}  # the YAML files as read
+        self.unread: set[str] = set()  # YAML files missing or not parsed: reported once, no more
         self.stamps: list[FileStamp] = []  # the files named in them, as found
 
     # -- files -------------------------------------------------------------------------------
@@ -182,13 +195,16 @@ class _Loader:
         return Checker(name)
 
     def finish(self, checker: Checker) -> None:
-        self.issues.extend(checker.issues)
+        """Keep what ``checker`` found, unless its file could not be read: that file's one
+        error says it all, and what was checked of it (nothing) says no more."""
+        if checker.file not in self.unread:
+            self.issues.extend(checker.issues)
 
-    def read_yaml(self, name: str, *, required: bool = True) -> Any:
+    def read_yaml(self, name: str) -> Any:
         path = self.directory / name
         if not path.is_file():
-            if required:
-                self.issues.append(ConfigIssue(name, "", "file is missing"))
+            self.issues.append(ConfigIssue(name, "", "file is missing"))
+            self.unread.add(name)
             return None
         try:
             self.texts[name] = path.read_text("utf-8")
@@ -199,6 +215,7 @@ class _Loader:
             self.issues.append(ConfigIssue(name, where, f"not valid YAML: {error.problem}"))
         except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
             self.issues.append(ConfigIssue(name, "", f"cannot be read: {error}"))
+        self.unread.add(name)
         return None
 
     def referenced(self, check: Checker, value: Any, path: str) -> Path | None:
@@ -220,9 +237,7 @@ class _Loader:
         school_doc = self.read_yaml(SCHOOL)
         timetable_doc = self.read_yaml(TIMETABLE)
         lists_doc = self.read_yaml(LISTS)
-        if self.issues:
-            raise ConfigError(self.issues)
-        school, networks, rooms, devices, staff_rule = self.school(school_doc)
+        found = self.school(school_doc)
         gateway_check = self.checker(SCHOOL)
         gateway = parse_gateway(
             gateway_check, school_doc.get("gateway") if isinstance(school_doc, dict) else None
@@ -249,7 +264,12 @@ class _Loader:
             self.directory,
         )
         self.finish(alerts_check)
-        spec = self.timetable(timetable_doc, school.timezone if school else "Europe/London")
+        school = found.school
+        spec = self.timetable(
+            timetable_doc,
+            school.timezone if school else "Europe/London",
+            found.room_names if isinstance(school_doc, Mapping) else None,
+        )
         services: ServiceIndex | None
         if (kept := self.kept_lists()) is not None:
             services, always_allowed = kept.facts.services, kept.facts.always_allowed
@@ -259,16 +279,21 @@ class _Loader:
             services = self.lists(lists_doc)
             always_allowed = self.always_allowed(lists_doc, services)
             list_inputs = ListInputs(self.texts.get(LISTS, ""), tuple(self.stamps[first:]))
+        across = self.checker(SCHOOL)  # what school.yaml names in the other files
+        _teaching_periods_need_lessons(across, found.staff_rule, timetable_doc)
+        if services is not None:
+            _bypass_alert_services(across, school_doc, alerts, services)
+        self.finish(across)
         if self.issues or school is None or spec is None or services is None:
             raise ConfigError(self.issues)
         facts = Facts(
             school_id=school.id,
-            networks=networks,
-            rooms=rooms,
-            devices=devices,
+            networks=found.networks,
+            rooms=found.rooms,
+            devices=found.devices,
             services=services,
             timetable=Timetable(spec),
-            staff_rule=staff_rule,
+            staff_rule=found.staff_rule,
             always_allowed=always_allowed,
         )
         return Config(
@@ -293,11 +318,7 @@ class _Loader:
 
     # -- school.yaml ---------------------------------------------------------------------------
 
-    def school(
-        self, doc: Any
-    ) -> tuple[
-        School | None, tuple[ClientNetwork, ...], tuple[Room, ...], tuple[Device, ...], StaffRule
-    ]:
+    def school(self, doc: Any) -> _SchoolFile:
         check = self.checker(SCHOOL)
         top = (
             check.mapping(
@@ -344,6 +365,7 @@ class _Loader:
             )
 
         networks: list[ClientNetwork] = []
+        network_names: list[tuple[str, str]] = []
         network_docs = check.sequence(top.get("networks", []), "networks", allow_empty=False)
         for i, item in enumerate(network_docs):
             path = child("networks", i)
@@ -364,6 +386,8 @@ class _Loader:
             if cidr and router and router not in cidr:
                 check.error(child(path, "router"), f"{router} is not inside {cidr}")
             lessons = _lessons_rule(check, entry, path, group)
+            if net_name:
+                network_names.append((path, net_name))
             if net_name and group and cidr:
                 for other in networks:
                     if cidr.overlaps(other.network):
@@ -372,32 +396,10 @@ class _Loader:
                             f"{cidr} overlaps network {other.name} ({other.network})",
                         )
                 networks.append(ClientNetwork(net_name, Group(group), cidr, router, lessons))
-        _unique(check, "networks", [n.name for n in networks])
-
-        rooms: list[Room] = []
-        for i, item in enumerate(check.sequence(top.get("rooms", []), "rooms")):
-            path = child("rooms", i)
-            entry = (
-                check.mapping(item, path, required=("name", "cidr"), optional=("extra_cidrs",))
-                or {}
-            )
-            room_name = check.text(entry.get("name"), child(path, "name"))
-            cidr = (
-                check.network(entry.get("cidr"), child(path, "cidr")) if "cidr" in entry else None
-            )
-            extra_path = child(path, "extra_cidrs")
-            extra = [
-                (child(extra_path, j), check.network(value, child(extra_path, j)))
-                for j, value in enumerate(check.sequence(entry.get("extra_cidrs", []), extra_path))
-            ]
-            # Only judged against a complete networks list, so one bad network is one error.
-            if room_name and cidr and len(networks) == len(network_docs):
-                for where, subnet in [(child(path, "cidr"), cidr), *extra]:
-                    if subnet and not any(_within(subnet, n.network) for n in networks):
-                        inside = ", ".join(str(n.network) for n in networks)
-                        check.error(where, f"{subnet} is not inside any network ({inside})")
-                rooms.append(Room(room_name, cidr, tuple(n for _, n in extra if n)))
-        _unique(check, "rooms", [r.name for r in rooms])
+        _unique(check, network_names, "name")
+        # Only judged against a complete networks list, so one bad network is one error.
+        complete = networks if len(networks) == len(network_docs) else None
+        rooms, room_names = _rooms(check, top.get("rooms", []), complete)
 
         devices: tuple[Device, ...] = ()
         if "devices" in top:
@@ -405,10 +407,11 @@ class _Loader:
             if source is not None:
                 devices = self.devices(source)
         self.finish(check)
-        return (
+        return _SchoolFile(
             school,
             tuple(networks),
-            tuple(rooms),
+            rooms,
+            room_names,
             devices,
             StaffRule(staff or StaffRule.LESSON_TIME),
         )
@@ -416,6 +419,7 @@ class _Loader:
     def devices(self, path: Path) -> tuple[Device, ...]:
         check = self.checker(path.name)
         out: list[Device] = []
+        ids: list[tuple[str, str]] = []
         for line, row in _csv_rows(check, path, ("id", "mac", "address", "owner", "class")):
             device_id = check.text(row["id"], f"line {line}.id")
             mac = (row["mac"] or "").strip().lower()
@@ -429,6 +433,7 @@ class _Loader:
             if not mac and not row["address"]:
                 check.error(f"line {line}", "a device needs a mac or an address")
             if device_id:
+                ids.append((f"line {line}", device_id))
                 out.append(
                     Device(
                         device_id,
@@ -438,13 +443,16 @@ class _Loader:
                         address,
                     )
                 )
-        _unique(check, "id", [d.id for d in out])
+        _unique(check, ids, "id")
         self.finish(check)
         return tuple(out)
 
     # -- timetable.yaml ------------------------------------------------------------------------
 
-    def timetable(self, doc: Any, zone: str) -> TimetableSpec | None:
+    def timetable(
+        self, doc: Any, zone: str, room_names: tuple[str, ...] | None
+    ) -> TimetableSpec | None:
+        """``room_names``: school.yaml's rooms, for the lessons' (None: not known, not checked)."""
         check = self.checker(TIMETABLE)
         top = (
             check.mapping(
@@ -455,6 +463,7 @@ class _Loader:
             )
             or {}
         )
+        before = len(check.issues)
         terms = [
             term
             for i, item in enumerate(
@@ -462,11 +471,7 @@ class _Loader:
             )
             if (term := _term(check, item, child("terms", i)))
         ]
-        closures = [
-            closure
-            for i, item in enumerate(check.sequence(top.get("closures", []), "closures"))
-            if (closure := _closure(check, item, child("closures", i)))
-        ]
+        imported: list[Closure] = []
         for i, item in enumerate(check.sequence(top.get("import", []), "import")):
             path = child("import", i)
             entry = check.mapping(item, path, required=("file", "as")) or {}
@@ -482,19 +487,28 @@ class _Loader:
                 )
                 continue
             if kind == "closures":
-                closures.extend(Closure(DateRange(e.start, e.end), e.summary) for e in events)
+                imported.extend(Closure(DateRange(e.start, e.end), e.summary) for e in events)
             else:
                 terms.extend(Term(e.summary, DateRange(e.start, e.end)) for e in events)
+        terms_known = bool(terms) and len(check.issues) == before  # every term, written or imported
+        written: list[tuple[str, Closure]] = []
+        for i, item in enumerate(check.sequence(top.get("closures", []), "closures")):
+            path = child("closures", i)
+            if closure := _closure(check, item, path):
+                written.append((path, closure))
+        if terms_known:
+            _closures_in_terms(check, written, terms)
+        closures = [*(c for _, c in written), *imported]
 
         cycle_doc = check.mapping(top.get("cycle", {}), "cycle", required=("weeks", "start")) or {}
-        weeks = [
-            week
-            for i, w in enumerate(
-                check.sequence(cycle_doc.get("weeks", []), "cycle.weeks", allow_empty=False)
-            )
-            if (week := check.text(w, child("cycle.weeks", i)))
-        ]
-        _unique(check, "cycle.weeks", weeks)
+        named_weeks: list[tuple[str, str]] = []
+        week_docs = check.sequence(cycle_doc.get("weeks", []), "cycle.weeks", allow_empty=False)
+        for i, item in enumerate(week_docs):
+            path = child("cycle.weeks", i)
+            if week := check.text(item, path):
+                named_weeks.append((path, week))
+        _unique(check, named_weeks)
+        weeks = [week for _, week in named_weeks]
         start = check.date(cycle_doc.get("start"), "cycle.start") if "start" in cycle_doc else None
         if start is not None and start.weekday() != 0:
             check.error(
@@ -521,7 +535,7 @@ class _Loader:
         if "lessons" in top:
             source = self.referenced(check, top["lessons"], "lessons")
             if source is not None:
-                lessons = self.lessons(source, weeks, declared)
+                lessons = self.lessons(source, weeks, declared, room_names)
         self.finish(check)
         if check.issues or start is None:
             return None
@@ -530,10 +544,16 @@ class _Loader:
         )
 
     def lessons(
-        self, path: Path, weeks: list[str], days: Mapping[int, list[str]]
+        self,
+        path: Path,
+        weeks: list[str],
+        days: Mapping[int, list[str]],
+        room_names: tuple[str, ...] | None,
     ) -> tuple[Lesson, ...]:
         """Lessons are checked against the lesson periods *declared* for each day, so a
-        period with a bad time is one error in timetable.yaml, not one per CSV row too."""
+        period with a bad time is one error in timetable.yaml, not one per CSV row too; and
+        against school.yaml's rooms (``room_names``: None when not known), or the teacher would be
+        refused an exemption for the room at the time of the lesson."""
         check = self.checker(path.name)
         out: list[Lesson] = []
         day_names = [WEEKDAYS[d] for d in sorted(days)]
@@ -546,6 +566,12 @@ class _Loader:
             week = check.choice((row["week"] or "").strip(), f"{where}.week", weeks)
             day = check.choice((row["day"] or "").strip().lower(), f"{where}.day", day_names)
             room = check.text(row["room"], f"{where}.room")
+            if room and room_names is not None and room not in room_names:
+                check.error(
+                    f"{where}.room",
+                    f"no room {show(room)} in {SCHOOL}; rooms: {listing(room_names)}",
+                )
+                room = None
             klass = check.text(row["class"], f"{where}.class")
             if day is None:
                 continue
@@ -596,21 +622,31 @@ class _Loader:
         reports: list[ListReport] = []
 
         def add_service(
-            c: Checker, path: str, entry: Mapping[str, Any], source: str
+            c: Checker,
+            path: str,
+            entry: Mapping[str, Any],
+            source: str,
+            keys: Mapping[str, str] | None = None,
         ) -> Service | None:
-            service_id = c.ident(entry.get("id"), child(path, "id"))
-            name = c.text(entry.get("name"), child(path, "name"))
-            category = c.choice(entry.get("category"), child(path, "category"), sorted(categories))
+            """``keys``: the key at ``path`` that holds a field, where it is not the field's
+            name (an included list's id is its ``service``), for errors to point at."""
+
+            def at(field: str) -> str:
+                return child(path, (keys or {}).get(field, field))
+
+            service_id = c.ident(entry.get("id"), at("id"))
+            name = c.text(entry.get("name"), at("name"))
+            category = c.choice(entry.get("category"), at("category"), sorted(categories))
             if not (service_id and name and category):
                 return None
             if service_id in RESERVED_SERVICE_IDS:
-                c.error(child(path, "id"), RESERVED_SERVICE_IDS[service_id])
+                c.error(at("id"), RESERVED_SERVICE_IDS[service_id])
                 return None
             if service_id in services:
                 existing = services[service_id]
                 if existing.category != category:
                     c.error(
-                        child(path, "category"),
+                        at("category"),
                         f"service {service_id} is already in category {existing.category}"
                         f" ({source})",
                     )
@@ -681,7 +717,7 @@ class _Loader:
                     reports.append(
                         self.adguard(
                             check,
-                            child(path, "adguard_services"),
+                            path,
                             source,
                             category,
                             wanted,
@@ -696,7 +732,11 @@ class _Loader:
                 )
                 source = self.referenced(check, entry.get("file"), child(path, "file"))
                 service = add_service(
-                    check, path, {"id": entry.get("service"), **entry}, str(entry.get("file"))
+                    check,
+                    path,
+                    {**entry, "id": entry.get("service")},
+                    str(entry.get("file")),
+                    {"id": "service"},
                 )
                 if source is not None and service is not None:
                     report = ListReport(source.name)
@@ -760,23 +800,28 @@ class _Loader:
         add_service: Any,
         matcher: DomainMatcher[Service],
     ) -> ListReport:
-        """AdGuard Home's blocked-services JSON: each service keeps its AdGuard id and name."""
+        """AdGuard Home's blocked-services JSON: each service keeps its AdGuard id and name.
+        ``path``: the include entry; what is wrong with a service of the file is reported at
+        its ``adguard_services`` key."""
         report = ListReport(source.name)
+        in_file = child(path, "adguard_services")
         try:
-            data = json.loads(source.read_text("utf-8"))
-            entries = data["services"] if isinstance(data, Mapping) else data
-            known = {e["id"]: e for e in entries}
+            known = _adguard_services(source.read_text("utf-8"))
         except (ValueError, KeyError, TypeError) as error:
-            check.error(path, f"{source.name} is not AdGuard's blocked-services JSON: {error}")
+            check.error(in_file, f"{source.name} is not AdGuard's blocked-services JSON: {error}")
             return report
 
         # AdGuard ids may hold "_" (epic_games); LessonGate ids use "-" (epic-games).
         def ours(adguard_id: str) -> str:
             return adguard_id.replace("_", "-")
 
+        present = {ours(k) for k in known}
+        for j, wanted_id in enumerate(wanted or []):
+            if ours(wanted_id) not in present:
+                check.error(
+                    child(child(path, "ids"), j), f"{source.name} has no service {show(wanted_id)}"
+                )
         chosen = {ours(w) for w in wanted} if wanted is not None else None
-        for missing in sorted((chosen or set()) - {ours(k) for k in known}):
-            check.error(path, f"{source.name} has no service {show(missing)}")
         for adguard_id, entry in known.items():
             service_id = ours(adguard_id)
             if chosen is not None and service_id not in chosen:
@@ -786,6 +831,7 @@ class _Loader:
                 path,
                 {"id": service_id, "name": entry.get("name", adguard_id), "category": category},
                 source.name,
+                {"id": "adguard_services", "name": "adguard_services"},
             )
             if service is not None:
                 load_rules(matcher, entry.get("rules", []), report, value=service)
@@ -793,6 +839,24 @@ class _Loader:
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+
+def _adguard_services(text: str) -> dict[str, Mapping[str, Any]]:
+    """AdGuard's blocked-services JSON (``{"services": [...]}`` or the bare list) by id; raises
+    ValueError, KeyError or TypeError when that is not what the file holds."""
+    data = json.loads(text)
+    entries = data["services"] if isinstance(data, Mapping) else data
+    known: dict[str, Mapping[str, Any]] = {}
+    for entry in entries:
+        rules = entry.get("rules", []) if isinstance(entry, Mapping) else None
+        if not (
+            isinstance(entry["id"], str)
+            and isinstance(rules, list)
+            and all(isinstance(rule, str) for rule in rules)
+        ):
+            raise ValueError(f"service {show(entry['id'])} needs a text id and a list of rules")
+        known[entry["id"]] = entry
+    return known
 
 
 def _clauses(check: Checker, doc: Any) -> Mapping[str, str]:
@@ -806,6 +870,42 @@ def _clauses(check: Checker, doc: Any) -> Mapping[str, str]:
         if clause is not None:
             clauses[reason] = clause
     return clauses
+
+
+def _teaching_periods_need_lessons(check: Checker, rule: StaffRule, timetable: Any) -> None:
+    """``policy.staff: teaching-periods`` blocks staff in the periods they teach, from
+    timetable.yaml's ``lessons``: without them no one ever teaches, and staff are never blocked."""
+    if (
+        rule is StaffRule.TEACHING_PERIODS
+        and isinstance(timetable, Mapping)
+        and "lessons" not in timetable
+    ):
+        check.error(
+            "policy.staff",
+            f"{rule} needs each teacher's lessons: {TIMETABLE} has no lessons (e.g. teaching.csv)",
+        )
+
+
+def _bypass_alert_services(
+    check: Checker, school: Any, alerts: Alerts, services: ServiceIndex
+) -> None:
+    """``alerts.rules.bypass.services`` narrows the rule to these services: a name that is not
+    a service of a bypass category would silence the alert instead."""
+    rule = alerts.rules.get(RuleName.BYPASS)
+    if rule is None or not rule.services:
+        return
+    bypass = [
+        s.id
+        for s in services.services.values()
+        if services.categories[s.category].policy is CategoryPolicy.BYPASS
+    ]
+    path = "alerts.rules.bypass.services"
+    for i, name in enumerate(school["alerts"]["rules"]["bypass"]["services"]):
+        if name not in bypass:
+            check.error(
+                child(path, i),
+                f"{show(name)} is not a bypass service; bypass services: {listing(bypass)}",
+            )
 
 
 def _lessons_rule(
@@ -836,10 +936,7 @@ def _term(check: Checker, item: Any, path: str) -> Term | None:
         half_doc = check.mapping(entry["half_term"], half_path, required=("start", "end")) or {}
         half = _range(check, half_doc, half_path) if half_doc else None
         if half and dates and not (dates.start <= half.start and half.end <= dates.end):
-            check.error(
-                half_path,
-                f"{half.start}..{half.end} is not inside the term {dates.start}..{dates.end}",
-            )
+            check.error(half_path, f"{_span(half)} is not inside the term {_span(dates)}")
         if half:
             half_terms.append(half)
     return Term(name, dates, tuple(half_terms)) if name and dates else None
@@ -859,6 +956,31 @@ def _closure(check: Checker, item: Any, path: str) -> Closure | None:
     return Closure(dates, reason) if dates and reason else None
 
 
+def _closures_in_terms(
+    check: Checker, closures: list[tuple[str, Closure]], terms: list[Term]
+) -> None:
+    """A closure in no term closes nothing: almost certainly a typo of the year. Only those
+    written here: an imported calendar (the local authority's, the bank holidays) may well
+    list days in the holidays too."""
+    spans = listing(_span(t.dates) for t in sorted(terms, key=lambda t: t.dates.start))
+    for path, closure in closures:
+        if not any(_meet(closure.dates, term.dates) for term in terms):
+            check.error(
+                path,
+                f"{_span(closure.dates)} ({closure.reason}) is in no term, so it closes nothing;"
+                f" terms: {spans}",
+            )
+
+
+def _meet(one: DateRange, other: DateRange) -> bool:
+    return one.start <= other.end and other.start <= one.end
+
+
+def _span(dates: DateRange) -> str:
+    """``2027-05-03``, or ``2026-10-26..2026-10-30``."""
+    return str(dates.start) if dates.start == dates.end else f"{dates.start}..{dates.end}"
+
+
 def _range(check: Checker, entry: Mapping[str, Any], path: str) -> DateRange | None:
     for key in ("start", "end"):
         if key not in entry:
@@ -876,10 +998,13 @@ def _range(check: Checker, entry: Mapping[str, Any], path: str) -> DateRange | N
 
 def _periods(check: Checker, doc: Any, path: str) -> tuple[Period, ...]:
     out: list[Period] = []
+    named: list[tuple[str, str]] = []
     for i, item in enumerate(check.sequence(doc, path)):
         item_path = child(path, i)
         entry = check.mapping(item, item_path, required=("name", "kind", "start", "end")) or {}
         name = check.text(entry.get("name"), child(item_path, "name"))
+        if name:
+            named.append((item_path, name))
         kind = check.choice(
             entry.get("kind"), child(item_path, "kind"), [str(k) for k in PeriodKind]
         )
@@ -900,16 +1025,79 @@ def _periods(check: Checker, doc: Any, path: str) -> tuple[Period, ...]:
             continue
         if name and kind and start and end:
             out.append(Period(name, PeriodKind(kind), start, end))
-    _unique(check, path, [p.name for p in out])
+    _unique(check, named, "name")
     return tuple(out)
 
 
-def _unique(check: Checker, path: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            check.error(path, f"{show(name)} appears twice; names must be unique")
-        seen.add(name)
+def _unique(check: Checker, named: Iterable[tuple[str, str]], key: str = "") -> None:
+    """Each name once. ``named``: (where the entry is, its name); a repeat is reported at its
+    own entry (at ``key`` in it, when given), with where the first one is."""
+    first: dict[str, str] = {}
+    for where, name in named:
+        if name in first:
+            check.error(
+                child(where, key) if key else where,
+                f"{show(name)} appears twice (first at {first[name]})",
+            )
+        else:
+            first[name] = where
+
+
+def _rooms(
+    check: Checker, doc: Any, networks: list[ClientNetwork] | None
+) -> tuple[tuple[Room, ...], tuple[str, ...] | None]:
+    """``rooms``, and their names as written: None unless every room has one, so the other
+    files are never judged against a list this file got wrong. ``networks``: None unless
+    every network is valid (one bad network is one error, not one per room too)."""
+    rooms: list[Room] = []
+    named: list[tuple[str, str]] = []
+    taken: list[tuple[str, str, Network]] = []  # every room's subnets so far: room, path, subnet
+    docs = check.sequence(doc, "rooms")
+    for i, item in enumerate(docs):
+        path = child("rooms", i)
+        entry = (
+            check.mapping(item, path, required=("name", "cidr"), optional=("extra_cidrs",)) or {}
+        )
+        room_name = check.text(entry.get("name"), child(path, "name"))
+        cidr = check.network(entry.get("cidr"), child(path, "cidr")) if "cidr" in entry else None
+        extra_path = child(path, "extra_cidrs")
+        extra = [
+            (child(extra_path, j), check.network(value, child(extra_path, j)))
+            for j, value in enumerate(check.sequence(entry.get("extra_cidrs", []), extra_path))
+        ]
+        subnets = [(where, n) for where, n in [(child(path, "cidr"), cidr), *extra] if n]
+        if room_name is None:
+            continue
+        named.append((path, room_name))
+        if cidr and networks is not None:
+            for where, subnet in subnets:
+                if not any(_within(subnet, n.network) for n in networks):
+                    inside = ", ".join(str(n.network) for n in networks)
+                    check.error(where, f"{subnet} is not inside any network ({inside})")
+            rooms.append(Room(room_name, cidr, tuple(n for _, n in extra if n)))
+        _overlapping_rooms(check, room_name, subnets, taken)
+    _unique(check, named, "name")
+    complete = isinstance(doc, list) and len(named) == len(docs)
+    return tuple(rooms), tuple(n for _, n in named) if complete else None
+
+
+def _overlapping_rooms(
+    check: Checker,
+    room: str,
+    subnets: list[tuple[str, Network]],
+    taken: list[tuple[str, str, Network]],
+) -> None:
+    """A room's subnets against the rooms' before it (then added to them): an address in two
+    rooms would be in both rooms' exemptions."""
+    for where, subnet in subnets:
+        for other, other_where, other_subnet in taken:
+            if subnet.overlaps(other_subnet):
+                check.error(
+                    where,
+                    f"{subnet} of room {room} overlaps {other_subnet} of room {other}"
+                    f" ({other_where})",
+                )
+    taken.extend((room, where, subnet) for where, subnet in subnets)
 
 
 def _within(inner: Network, outer: Network) -> bool:

@@ -22,8 +22,8 @@ REASON_TEXT: dict[Reason, str] = {
     ),
     Reason.GUEST_ALWAYS: "Social media is not available on the school's guest network.",
     Reason.UNKNOWN_NETWORK: (
-        "This device is on a network the school has not set up, so it has the same rules as "
-        "students: social media is blocked unless a teacher allows it for a lesson."
+        "This device's address is not on any network the school has set up, so social media "
+        "is blocked for it, and a teacher cannot allow it."
     ),
     Reason.STAFF_LESSON_TIME: (
         "Staff may not use social media on the school network during lessons. It is available "
@@ -59,8 +59,9 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.STAFF_OUTSIDE_LESSONS: "Staff may use social media outside lessons.",
 }
 
-# Reasons a teacher can lift for a lesson (the rest are for everyone, or not for teachers).
-EXEMPTIBLE = frozenset({Reason.STUDENT_ALWAYS, Reason.UNKNOWN_NETWORK, Reason.DEVICE_IN_LESSON})
+# Reasons a teacher can lift for a lesson (the rest are for everyone, or not for teachers:
+# decide() applies a teacher's exemption on the students' and staff networks only).
+EXEMPTIBLE = frozenset({Reason.STUDENT_ALWAYS, Reason.DEVICE_IN_LESSON})
 
 CSS = """
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
@@ -103,6 +104,11 @@ def render(
         )
     elif decision.reason is Reason.GUEST_ALWAYS:
         ask = "If you need it for school business, ask the member of staff you are visiting."
+    elif decision.reason is Reason.UNKNOWN_NETWORK:
+        ask = (
+            "If this device should be on the school network, ask the school's ICT team to check "
+            "how it is connected."
+        )
     else:
         ask = "If you think this is a mistake, tell a member of staff."
     period = f" ({decision.period})" if decision.period else ""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, show
+from appliance.config.errors import Checker, ConfigError, ConfigIssue, child, listing, show
 
 
 def lines(check: Checker) -> list[str]:
@@ -48,6 +48,27 @@ def test_child_builds_nested_path() -> None:
 )
 def test_show(value: object, expected: str) -> None:
     assert show(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        pytest.param([], "none", id="none"),
+        pytest.param(["S12", "S14"], "S12, S14", id="all-shown-in-order"),
+        pytest.param([f"R{i}" for i in range(12)], ", ".join(f"R{i}" for i in range(12)), id="12"),
+        pytest.param(
+            [f"R{i}" for i in range(60)],
+            ", ".join(f"R{i}" for i in range(12)) + " and 48 more",
+            id="60-cut-at-12",
+        ),
+    ],
+)
+def test_listing(names: list[str], expected: str) -> None:
+    assert listing(names) == expected
+
+
+def test_listing_takes_any_iterable_and_a_limit() -> None:
+    assert listing((n for n in "abcd"), most=2) == "a, b and 2 more"
 
 
 def test_issue_str_and_root() -> None:

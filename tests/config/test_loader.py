@@ -48,9 +48,19 @@ def change(name: str, old: str, new: str) -> Callable[[Path], None]:
     return lambda d: edit(d, name, old, new)
 
 
+def changes(*edits: Callable[[Path], None]) -> Callable[[Path], None]:
+    def apply(directory: Path) -> None:
+        for one in edits:
+            one(directory)
+
+    return apply
+
+
 SCHOOL, TIMETABLE, LISTS = "school.yaml", "timetable.yaml", "lists.yaml"
 P2 = '{name: P2, kind: lesson, start: "09:50", end: "10:50"}'
 BREAK = '{name: Break, kind: break, start: "10:50", end: "11:10"}'
+LIBRARY = "  - name: Library\n    cidr: 10.20.30.0/24\n"
+TERMS = "terms: 2026-09-02..2026-12-18, 2027-01-04..2027-03-26, 2027-04-12..2027-07-21"
 
 # id, the edit, the exact lines printed ("{dir}" stands for the school's directory)
 BROKEN = [
@@ -115,6 +125,22 @@ BROKEN = [
         id="room-outside-networks",
     ),
     pytest.param(
+        change(SCHOOL, LIBRARY, LIBRARY + "  - name: Lab2\n    cidr: 10.20.30.128/25\n"),
+        [
+            "school.yaml:rooms[4].cidr: 10.20.30.128/25 of room Lab2 overlaps 10.20.30.0/24 of"
+            " room Library (rooms[3].cidr)"
+        ],
+        id="overlapping-rooms",
+    ),
+    pytest.param(
+        change(SCHOOL, "extra_cidrs: [10.22.14.0/24]", "extra_cidrs: [10.22.12.128/25]"),
+        [
+            "school.yaml:rooms[1].extra_cidrs[0]: 10.22.12.128/25 of room S14 overlaps"
+            " 10.22.12.0/24 of room S12 (rooms[0].extra_cidrs[0])"
+        ],
+        id="overlapping-room-extra-cidrs",
+    ),
+    pytest.param(
         change(SCHOOL, "group: guests", "group: visitors"),
         ['school.yaml:networks[2].group: "visitors" is not one of: students, staff, guests'],
         id="bad-group",
@@ -133,6 +159,27 @@ BROKEN = [
         change(TIMETABLE, "end: 2026-12-18", "end: 2026-08-01"),
         ["timetable.yaml:terms[0].end: 2026-08-01 is before the start 2026-09-02"],
         id="term-end-before-start",
+    ),
+    pytest.param(
+        change(TIMETABLE, "date: 2027-05-03", "date: 2027-08-30"),
+        [
+            "timetable.yaml:closures[1]: 2027-08-30 (Early May bank holiday) is in no term,"
+            f" so it closes nothing; {TERMS}"
+        ],
+        id="closure-outside-terms",
+    ),
+    pytest.param(
+        change(TIMETABLE, "date: 2027-05-03", "start: 2026-08-31\n    end: 2026-09-01"),
+        [
+            "timetable.yaml:closures[1]: 2026-08-31..2026-09-01 (Early May bank holiday) is in"
+            f" no term, so it closes nothing; {TERMS}"
+        ],
+        id="closure-days-outside-terms",
+    ),
+    pytest.param(
+        change(TIMETABLE, "    start: 2027-01-04\n", '    start: "2027-01-32"\n'),
+        ['timetable.yaml:terms[1].start: "2027-01-32" is not a date (YYYY-MM-DD)'],
+        id="closures-not-judged-against-a-broken-term",
     ),
     pytest.param(
         change(
@@ -176,8 +223,30 @@ BROKEN = [
     ),
     pytest.param(
         change(TIMETABLE, "weeks: [A, B]", "weeks: [A, B, A]"),
-        ['timetable.yaml:cycle.weeks: "A" appears twice; names must be unique'],
+        ['timetable.yaml:cycle.weeks[2]: "A" appears twice (first at cycle.weeks[0])'],
         id="duplicate-week-names",
+    ),
+    pytest.param(
+        change(SCHOOL, LIBRARY, LIBRARY + "  - name: S12\n    cidr: 10.20.31.0/24\n"),
+        ['school.yaml:rooms[4].name: "S12" appears twice (first at rooms[0])'],
+        id="duplicate-room-names",
+    ),
+    pytest.param(
+        change(SCHOOL, "  - name: student-devices ", "  - name: staff "),
+        ['school.yaml:networks[3].name: "staff" appears twice (first at networks[1])'],
+        id="duplicate-network-names",
+    ),
+    pytest.param(
+        change("devices.csv", "jpt-laptop,", "msm-laptop,"),
+        ['devices.csv:line 3.id: "msm-laptop" appears twice (first at line 2)'],
+        id="duplicate-device-ids",
+    ),
+    pytest.param(
+        change(TIMETABLE, BREAK, BREAK.replace("name: Break", "name: Lunch")),
+        every_day(
+            'timetable.yaml:days.{day}[5].name: "Lunch" appears twice (first at days.{day}[3])'
+        ),
+        id="duplicate-period-names",
     ),
     pytest.param(
         change("teaching.csv", "MSM,A,monday,P1,", "MSM,A,monday,P6,"),
@@ -197,6 +266,44 @@ BROKEN = [
         ),
         ['teaching.csv:line 3.period: "P9" is not one of: P1, P2, P3, P4, P5'],
         id="lesson-unknown-period-second-row",
+    ),
+    # -- what one file names of another's
+    pytest.param(
+        change("teaching.csv", "JPT,B,thursday,P5,Library,", "JPT,B,thursday,P5,S99,"),
+        ['teaching.csv:line 10.room: no room "S99" in school.yaml; rooms: S12, S14, IT1, Library'],
+        id="lesson-unknown-room",
+    ),
+    pytest.param(
+        change(SCHOOL, "  - name: Library\n", "  - nom: Library\n"),
+        [
+            "school.yaml:rooms[3].nom: unknown key; allowed: cidr, extra_cidrs, name",
+            "school.yaml:rooms[3].name: is required",
+        ],
+        id="lesson-rooms-not-judged-against-a-broken-room",
+    ),
+    pytest.param(
+        changes(
+            change(SCHOOL, "staff: lesson-time", "staff: teaching-periods"),
+            change(TIMETABLE, "lessons: teaching.csv\n", ""),
+        ),
+        [
+            "school.yaml:policy.staff: teaching-periods needs each teacher's lessons:"
+            " timetable.yaml has no lessons (e.g. teaching.csv)"
+        ],
+        id="teaching-periods-without-lessons",
+    ),
+    pytest.param(
+        change(
+            SCHOOL,
+            "      recipient: dsl\n    watch-list",
+            "      recipient: dsl\n      services: [doh-canary, vpn-service]\n    watch-list",
+        ),
+        [
+            'school.yaml:alerts.rules.bypass.services[1]: "vpn-service" is not a bypass service;'
+            " bypass services: doh-resolvers, doh-canary, icloud-private-relay, vpn-services,"
+            " web-proxies"
+        ],
+        id="bypass-alert-unknown-service",
     ),
     pytest.param(
         change("devices.csv", "msm-laptop,02:00:00:30:01:01,", "msm-laptop,02:00:00:30:01,"),
@@ -521,3 +628,183 @@ def test_a_list_file_gone_at_a_reload_is_an_error_not_the_old_list(school_dir: P
     with pytest.raises(ConfigError) as raised:
         load(school_dir, previous=first)
     assert 'include[2].file: "illegal-content.txt": no such file' in str(raised.value)
+
+
+# -- errors in what lists.yaml includes are reported at the key the file has --------------------
+
+
+ADGUARD_JSON = (
+    '{"services": ['
+    '{"id": "vk", "name": "VK", "rules": ["||vk.com^"]},'
+    '{"id": "youtube", "name": "YouTube", "rules": ["||youtube.com^"]},'
+    '{"id": "other", "name": "Other", "rules": ["||other.example^"]}]}'
+)
+
+
+def include_adguard(directory: Path, entry: str, text: str = ADGUARD_JSON) -> None:
+    (directory / "adguard.json").write_text(text, "utf-8")
+    edit(directory, LISTS, "\n# Names a students", f"  - {entry}\n\n# Names a students")
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param(
+            "{adguard_services: adguard.json, category: social, ids: [vk, youtube]}",
+            [
+                "lists.yaml:include[3].category: service youtube is already in category video"
+                " (adguard.json)"
+            ],
+            id="category-conflict",
+        ),
+        pytest.param(
+            "{adguard_services: adguard.json, category: social, ids: [vk, tiktok, nope]}",
+            [
+                'lists.yaml:include[3].ids[1]: adguard.json has no service "tiktok"',
+                'lists.yaml:include[3].ids[2]: adguard.json has no service "nope"',
+            ],
+            id="unknown-ids",
+        ),
+        pytest.param(
+            "{adguard_services: adguard.json, category: social, ids: [other]}",
+            [
+                'lists.yaml:include[3].adguard_services: "other" is reserved: the metrics count'
+                " names in no list under it"
+            ],
+            id="reserved-id-in-the-file",
+        ),
+    ],
+)
+def test_adguard_include_errors_are_at_the_key_in_the_file(
+    school_dir: Path, capsys: pytest.CaptureFixture[str], entry: str, expected: list[str]
+) -> None:
+    include_adguard(school_dir, entry)
+    rc, lines = validate(school_dir, capsys)
+    assert (rc, lines) == (1, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        pytest.param('{"services": [{"id": 5}]}', "service 5 needs", id="number-id"),
+        pytest.param('[{"id": "x", "rules": 7}]', 'service "x" needs', id="rules-not-a-list"),
+        pytest.param('[{"id": "x", "rules": [7]}]', 'service "x" needs', id="rule-not-text"),
+        pytest.param("[1]", "", id="service-not-a-mapping"),
+        pytest.param('{"services": 1}', "", id="services-not-a-list"),
+    ],
+)
+def test_adguard_json_of_another_shape_is_an_error_not_a_crash(
+    school_dir: Path, capsys: pytest.CaptureFixture[str], text: str, why: str
+) -> None:
+    include_adguard(school_dir, "{adguard_services: adguard.json, category: social}", text)
+    rc, lines = validate(school_dir, capsys)
+    [line] = lines
+    assert line.startswith(
+        "lists.yaml:include[3].adguard_services: adguard.json is not AdGuard's blocked-services"
+        f" JSON: {why}"
+    )
+    assert rc == 1
+
+
+def test_an_included_list_file_s_service_id_is_reported_at_service(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(school_dir, LISTS, "service: illegal-content", "service: Illegal_Content")
+    rc, lines = validate(school_dir, capsys)
+    assert (rc, lines) == (
+        1,
+        [
+            'lists.yaml:include[2].service: "Illegal_Content" is not an id'
+            " (lower-case letters, digits, '-')"
+        ],
+    )
+
+
+# -- a file that cannot be read hides no other file's errors -------------------------------------
+
+
+def test_a_broken_school_yaml_hides_no_timetable_error(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(school_dir, SCHOOL, "  name: Example Academy", "  name: Example: Academy")
+    edit(school_dir, TIMETABLE, P2, P2.replace('end: "10:50"', 'end: "25:00"'))
+    edit(school_dir, LISTS, "category: social\n    domains", "category: chat\n    domains")
+    rc, lines = validate(school_dir, capsys)
+    assert lines == [
+        "school.yaml:line 6, column 16: not valid YAML: mapping values are not allowed here",
+        *every_day('timetable.yaml:days.{day}[2].end: "25:00" is not a time (HH:MM)'),
+        'lists.yaml:services[0].category: "chat" is not one of:'
+        " blogs, bypass, illegal, messaging, social, video",
+    ]
+    assert rc == 1
+
+
+def test_without_school_yaml_the_lessons_rooms_are_not_judged(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The rooms are school.yaml's: without it, teaching.csv's own checks still run.
+    (school_dir / SCHOOL).unlink()
+    edit(school_dir, "teaching.csv", "MSM,A,monday,P1,", "MSM,A,monday,P6,")
+    rc, lines = validate(school_dir, capsys)
+    assert lines == [
+        "school.yaml:(root): file is missing",
+        'teaching.csv:line 2.period: "P6" is not one of: P1, P2, P3, P4, P5',
+    ]
+    assert rc == 1
+
+
+@pytest.mark.parametrize("school", ["[]\n", "just text\n", ""])
+def test_a_school_yaml_that_is_no_mapping_judges_no_lessons_rooms(
+    school_dir: Path, capsys: pytest.CaptureFixture[str], school: str
+) -> None:
+    (school_dir / SCHOOL).write_text(school, "utf-8")
+    rc, lines = validate(school_dir, capsys)
+    assert lines[0].startswith("school.yaml:(root): must be a mapping, got ")
+    assert all(line.startswith("school.yaml:") for line in lines)
+    assert rc == 1
+
+
+def test_broken_timetable_and_lists_hide_no_school_error(
+    school_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(school_dir, SCHOOL, 'version: "4.0"', "version: 4.0")
+    (school_dir / TIMETABLE).unlink()
+    edit(school_dir, LISTS, "categories:", "categories: [")
+    rc, lines = validate(school_dir, capsys)
+    assert len(lines) == 3  # the files' own errors first, as they are read
+    assert lines[0] == "timetable.yaml:(root): file is missing"
+    assert lines[1].startswith("lists.yaml:line ")
+    assert lines[2] == 'school.yaml:policy.version: 4.0 must be text, e.g. "4.0" (quoted)'
+    assert rc == 1
+
+
+# -- closures ------------------------------------------------------------------------------------
+
+
+def test_closures_in_half_term_or_imported_outside_terms_are_accepted(school_dir: Path) -> None:
+    # The spring bank holiday falls in the summer half-term: listing it does no harm. An
+    # imported calendar (the bank holidays of England) lists days in the holidays too.
+    (school_dir / "bank-holidays.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:1@test\r\nDTSTART;VALUE=DATE:20270830\r\n"
+        "DTEND;VALUE=DATE:20270831\r\nSUMMARY:Summer bank holiday\r\nEND:VEVENT\r\n"
+        "END:VCALENDAR\r\n",
+        "utf-8",
+    )
+    edit(
+        school_dir,
+        TIMETABLE,
+        "    reason: Early May bank holiday\n",
+        "    reason: Early May bank holiday\n"
+        "  - date: 2027-05-31\n"
+        "    reason: Spring bank holiday\n"
+        "import:\n"
+        "  - {file: bank-holidays.ics, as: closures}\n",
+    )
+    closures = load(school_dir).facts.timetable.spec.closures
+    assert [c.reason for c in closures] == [
+        "INSET day",
+        "Early May bank holiday",
+        "Spring bank holiday",
+        "Summer bank holiday",
+    ]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 
 import pytest
 
 from appliance.config.loader import Config, School
+from appliance.policy.decide import decide
 from appliance.policy.decision import Decision, Reason, Verdict
+from appliance.policy.facts import Client, Exemption, ScopeKind
 from appliance.proxy import blockpage
 
 WHEN = dt.datetime(2026, 11, 25, 9, 5, tzinfo=dt.UTC)
@@ -86,3 +89,20 @@ def test_everything_is_escaped() -> None:
     html = blockpage.render(decision, school, evil, WHEN, service_name=evil).decode()
     assert "<img" not in html
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+
+
+def test_an_unknown_network_is_told_to_ask_the_ict_team_not_a_teacher(example: Config) -> None:
+    # decide() applies no teacher's exemption to an address in no configured network, so the
+    # page must not send anyone to a teacher who cannot help.
+    outsider = Client(ipaddress.ip_address("192.0.2.10"))
+    start = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # Monday P1
+    allowed = Exemption("x1", ScopeKind.DEVICE, "192.0.2.10", start, start + dt.timedelta(hours=1))
+    facts = example.facts.with_exemptions((allowed,))
+    decision = decide(facts, outsider, "www.instagram.com", start)
+    assert (decision.verdict, decision.reason) == (Verdict.BLOCK, Reason.UNKNOWN_NETWORK)
+    html = blockpage.render(decision, example.school, "192.0.2.10", start).decode()
+    text = html.replace("&#x27;", "'")
+    assert "not on any network the school has set up" in text
+    assert "a teacher cannot allow it" in text
+    assert "ask the school's ICT team to check how it is connected" in text
+    assert "ask your teacher" not in text and "LessonGate page" not in text
