@@ -1,19 +1,36 @@
 """``lessongate exempt add|list|end``: exemptions from the gateway's shell.
 
-The web page (for teachers) and this command share the rules in
-:mod:`appliance.exemptions.request` and the store; a new exemption reaches every data-path
-process within a second.
+The operator's commands, like ``lessongate users``: they need no account, may allow anywhere
+(as the ICT manager may on the page), and each step is written to the audit log as
+``shell:<unix user>``; ``--by`` is kept with the exemption. Otherwise the page's rules hold
+(:mod:`appliance.exemptions.request`: the target, a reason of 3–200 characters, 1–480 minutes,
+never past the end of the school day; a request overlapping a running exemption extends it),
+and a new exemption reaches every data-path process within a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from appliance.cli.identity import add_config_arguments, open_config
-from appliance.exemptions.request import ExemptionRefused, make_exemption
+from appliance.accounts.audit import AuditLog
+from appliance.accounts.store import ACCOUNTS_FILE
+from appliance.cli.identity import SHELL_ADDRESS, add_config_arguments, open_config, shell_actor
+from appliance.cli.users import SHELL_ROLE
+from appliance.config.loader import Config
+from appliance.exemptions.lessons import Actor, LessonExemptions
+from appliance.exemptions.request import (
+    ExemptionRefused,
+    make_exemption,
+    reason_text,
+    target_text,
+    whole_minutes,
+)
 from appliance.exemptions.store import ExemptionStore
+from appliance.runtime.clock import SystemClock
 from appliance.runtime.state import STORE_FILE
 
 
@@ -41,36 +58,55 @@ def add_parser(commands: Any) -> None:
     end.set_defaults(run=_end)
 
 
-def _store(args: argparse.Namespace) -> tuple[Any, ExemptionStore]:
+@contextmanager
+def _opened(args: argparse.Namespace) -> Iterator[tuple[Config, LessonExemptions]]:
     config, state = open_config(args)
-    return config, ExemptionStore(state / STORE_FILE)
+    store = ExemptionStore(state / STORE_FILE)
+    audit = AuditLog(state / ACCOUNTS_FILE)
+    try:
+        yield config, LessonExemptions(store, audit, config.facts.timetable.zone)
+    finally:
+        store.close()
+        audit.close()
+
+
+def _operator() -> Actor:
+    return Actor(shell_actor(), SHELL_ROLE, SHELL_ADDRESS)
 
 
 def _add(args: argparse.Namespace) -> int:
-    config, store = _store(args)
-    now = dt.datetime.now(dt.UTC)
-    until = now + dt.timedelta(minutes=args.minutes) if args.minutes else None
-    try:
-        exemption = make_exemption(
-            config.facts, args.target, now, by=args.by, reason=args.reason, until=until
-        )
-    except ExemptionRefused as refused:
-        print(f"refused: {refused}")
-        return 1
-    added = store.add(exemption, now)
-    zone = config.facts.timetable.zone
-    print(f"{added.id}: {args.target} until {added.end.astimezone(zone):%H:%M}")
+    now = SystemClock().now()
+    with _opened(args) as (config, lessons):
+        try:
+            minutes = None if args.minutes is None else whole_minutes(args.minutes)
+            asked = make_exemption(
+                config.facts,
+                args.target,
+                now,
+                by=args.by,
+                reason=reason_text(args.reason),
+                until=now + dt.timedelta(minutes=minutes) if minutes else None,
+            )
+        except ExemptionRefused as refused:
+            lessons.refused(args.target, str(refused), _operator(), now)
+            print(f"refused: {refused}")
+            return 1
+        granted = lessons.allow(asked, _operator(), now)
+    made = granted.exemption
+    extended = " (extended)" if granted.merged else ""
+    end = made.end.astimezone(config.facts.timetable.zone)
+    print(f"{made.id}: {target_text(made)} until {end:%H:%M}{extended}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    config, store = _store(args)
-    now = dt.datetime.now(dt.UTC)
+    now = SystemClock().now()
+    with _opened(args) as (config, lessons):
+        shown = lessons.store.all() if args.all else lessons.store.current(now)
     zone = config.facts.timetable.zone
-    for e in store.all() if args.all else store.current(now):
-        target = e.service or f"category:{e.category}"
+    for e in shown:
         print(
-            f"{e.id}  {target}@{e.scope}:{e.scope_value}  "
+            f"{e.id}  {target_text(e)}  "
             f"{e.start.astimezone(zone):%a %d %b %H:%M}–{e.end.astimezone(zone):%H:%M}  "
             f"by {e.created_by}: {e.reason}"
         )
@@ -78,9 +114,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _end(args: argparse.Namespace) -> int:
-    _, store = _store(args)
-    if store.end(args.id, args.by, dt.datetime.now(dt.UTC)):
-        print(f"{args.id}: ended")
-        return 0
-    print(f"{args.id}: no such running exemption")
-    return 1
+    with _opened(args) as (_, lessons):
+        ended = lessons.end(args.id, by=args.by, actor=_operator(), now=SystemClock().now())
+    print(f"{args.id}: ended" if ended else f"{args.id}: no such running exemption")
+    return 0 if ended else 1

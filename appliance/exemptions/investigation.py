@@ -30,7 +30,7 @@ from appliance.accounts.roles import (
     Role,
 )
 from appliance.accounts.store import User
-from appliance.exemptions.steps import AuditedSteps
+from appliance.exemptions.steps import AuditedSteps, count_granted
 from appliance.exemptions.store import ExemptionStore, Record
 from appliance.policy.facts import Exemption, ExemptionKind, Facts, Group, ScopeKind
 
@@ -50,7 +50,7 @@ class Status(StrEnum):
     PENDING = "pending"  # waiting for a second person
     ACTIVE = "active"  # approved, in force until its end
     REFUSED = "refused"  # an approver said no
-    ENDED = "ended"  # ended early (or withdrawn before approval)
+    ENDED = "ended"  # ended early by someone, approved or still pending
     EXPIRED = "expired"  # reached its end time (approved or not)
 
 
@@ -72,6 +72,7 @@ class Investigation:
     approved_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     ended_by: str = ""
+    refused: bool = False  # ended by an approver's refusal, not ended early
 
     @property
     def target(self) -> str:
@@ -81,8 +82,7 @@ class Investigation:
         if self.ended_by == EXPIRY:
             return Status.EXPIRED
         if self.ended_at is not None:
-            refused = not self.approved_by and self.ended_by != self.started_by
-            return Status.REFUSED if refused else Status.ENDED
+            return Status.REFUSED if self.refused else Status.ENDED
         if now >= self.end:
             return Status.EXPIRED
         return Status.ACTIVE if self.approved_by else Status.PENDING
@@ -235,6 +235,7 @@ class Investigations(AuditedSteps):
         if not self.store.approve(ident, by.name, now):
             self._refused(by, action, now, address, f"{ident}: no longer pending")
             raise InvestigationRefused(f"{ident} is no longer pending")
+        count_granted(self.store, ExemptionKind.INVESTIGATION)  # the access begins now
         approved = self._get(ident)
         self._record(
             approved,
@@ -254,7 +255,7 @@ class Investigations(AuditedSteps):
             by, INVESTIGATION_APPROVERS, action, "refusing investigation access", now, address
         )
         self._pending(ident, by, action, now, address)
-        if not self.store.end(ident, by.name, now, ExemptionKind.INVESTIGATION):
+        if not self.store.refuse(ident, by.name, now):
             self._refused(by, action, now, address, f"{ident}: no longer pending")
             raise InvestigationRefused(f"{ident} is no longer pending")
         refused = self._get(ident)
@@ -368,4 +369,5 @@ def _investigation(record: Record) -> Investigation:
         approved_at=record.approved_at,
         ended_at=record.ended_at,
         ended_by=record.ended_by,
+        refused=record.refused,
     )

@@ -1,15 +1,17 @@
 """Turning "instagram@room:S12" into an exemption, with the rules every way in shares.
 
-Used by ``lessongate check --exempt``, ``lessongate exempt add`` and (later) the web page:
+Used by ``lessongate check --exempt``, ``lessongate exempt add``, the web page and the API:
 the target must be a configured service or category that the policy lets teachers lift (or
 ``devices``: devices allowed this lesson, on a network whose devices stay off the internet in
-lessons), the scope must name a room, class or device, and the exemption ends with the lesson —
-never after the end of the school day.
+lessons), the scope must name a room, class or device, the reason is 3–200 characters, and the
+exemption ends with the lesson — never after the end of the school day (:func:`lesson_end`). A
+request for the same target and scope as a running exemption extends it (:func:`merge`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, replace
 
 from appliance.lists.services import CategoryPolicy
 from appliance.policy.facts import (
@@ -21,9 +23,26 @@ from appliance.policy.facts import (
     ScopeKind,
 )
 
+MAX_MINUTES = 480
+REASON_LENGTH = (3, 200)
+
 
 class ExemptionRefused(ValueError):
-    """Why an exemption cannot be made; the message is shown to the person asking."""
+    """Why an exemption cannot be made; the message is shown to the person asking. ``field``
+    names the part of the request at fault, for the rules about one (``reason``, ``minutes``)."""
+
+    def __init__(self, reason: str, field: str = "") -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The exemption to store; ``merged`` when it extends a running one (same id)."""
+
+    exemption: Exemption
+    merged: bool = False
 
 
 def parse_target(facts: Facts, text: str) -> tuple[ScopeKind, str, str, str]:
@@ -67,14 +86,50 @@ def parse_target(facts: Facts, text: str) -> tuple[ScopeKind, str, str, str]:
     return ScopeKind(kind), value, "" if category else target, category
 
 
+def target_text(exemption: Exemption) -> str:
+    """``SERVICE@SCOPE``, as :func:`parse_target` reads it (e.g. ``youtube@room:S12``)."""
+    what = exemption.service or f"category:{exemption.category}"
+    return f"{what}@{exemption.scope}:{exemption.scope_value}"
+
+
+def reason_text(text: str) -> str:
+    """The reason as it is kept (runs of spaces made one), 3–200 characters."""
+    reason = " ".join(text.split())
+    shortest, longest = REASON_LENGTH
+    if not shortest <= len(reason) <= longest:
+        raise ExemptionRefused(f"is required: {shortest} to {longest} characters", "reason")
+    return reason
+
+
+def whole_minutes(value: object) -> int:
+    """A duration asked for in minutes: a whole number from 1 to :data:`MAX_MINUTES`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MINUTES:
+        raise ExemptionRefused(f"must be a whole number from 1 to {MAX_MINUTES}", "minutes")
+    return value
+
+
 def lesson_end(facts: Facts, now: dt.datetime, until: dt.datetime | None = None) -> dt.datetime:
-    """When an exemption made at ``now`` ends: ``until`` or the end of the current period, and
-    never after the end of the school day. Outside a school day: ``until`` or one hour."""
+    """When an exemption made at ``now`` ends: ``until``, or by default the end of the current
+    period; never after the end of the school day it is made in.
+
+    On a school day, until its last period ends, that is the end of the last period (also the
+    default before the first period and in a gap between two). After the last period, and on a
+    day with no school (a weekend, a holiday, a closure), it is the rest of that calendar day,
+    school-local: an exemption made then (the ICT manager's, for an after-school club, say)
+    ends after an hour by default and at midnight at the latest. So none runs into another day.
+    """
     timetable = facts.timetable
-    day_end = timetable.day_end(now.astimezone(timetable.zone).date())
-    end = until or timetable.at(now).ends or day_end or now + dt.timedelta(hours=1)
+    local = now.astimezone(timetable.zone)
+    day_end = timetable.day_end(local.date())
     if day_end is not None and now < day_end:
-        end = min(end, day_end)
+        latest = day_end
+        default = timetable.at(now).ends or day_end
+    else:
+        latest = dt.datetime.combine(
+            local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=timetable.zone
+        )
+        default = now + dt.timedelta(hours=1)
+    end = min(until or default, latest)
     if end <= now:
         raise ExemptionRefused(f"the end {end:%H:%M} is not after now ({now:%H:%M})")
     return end
@@ -102,3 +157,17 @@ def make_exemption(
         created_by=by,
         reason=reason,
     )
+
+
+def merge(new: Exemption, running: tuple[Exemption, ...]) -> Grant:
+    """One exemption per scope and target at any time: an overlapping one is extended."""
+    for old in running:
+        same = (old.scope, old.scope_value, old.service, old.category) == (
+            new.scope,
+            new.scope_value,
+            new.service,
+            new.category,
+        )
+        if same and old.start < new.end and new.start < old.end:
+            return Grant(replace(old, end=max(old.end, new.end)), merged=True)
+    return Grant(new)

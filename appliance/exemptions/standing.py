@@ -30,7 +30,7 @@ from appliance.accounts.audit import AuditLog
 from appliance.accounts.roles import STANDING_CREATORS, STANDING_READERS, Role
 from appliance.accounts.store import User
 from appliance.exemptions.investigation import InvestigationRefused, parse_subject
-from appliance.exemptions.steps import AuditedSteps
+from appliance.exemptions.steps import AuditedSteps, count_granted
 from appliance.exemptions.store import ExemptionStore
 from appliance.lists.services import CategoryPolicy
 from appliance.policy.facts import Exemption, ExemptionKind, Facts, Group, ScopeKind
@@ -223,11 +223,7 @@ class StandingPermissions(AuditedSteps):
             ),
             now,
         )
-        # Imported here: prometheus_client must not be imported before `lessongate run` has
-        # chosen where metric values live (the command line imports this module).
-        from appliance.monitoring import metrics
-
-        metrics.EXEMPTIONS_GRANTED.labels(str(KIND)).inc()
+        count_granted(self.store, KIND)
         self._audit(by, action, now, address, _detail(permission, self.delegates(now)))
         return permission
 

@@ -23,8 +23,9 @@ from appliance.accounts.audit import connect
 from appliance.policy.facts import Exemption, ExemptionKind, ScopeKind
 
 # PRAGMA user_version; 0: before kinds (no kind, case_ref, approved_by); 1: before standing
-# permissions (no services, instruction)
-SCHEMA_VERSION = 2
+# permissions (no services, instruction); 2: before a refusal was told from an early end (no
+# refused: such rows read as ended)
+SCHEMA_VERSION = 3
 
 TABLE = """
 CREATE TABLE exemptions (
@@ -47,6 +48,7 @@ CREATE TABLE exemptions (
     approved_at TEXT,
     services TEXT NOT NULL DEFAULT '',
     instruction TEXT NOT NULL DEFAULT '',
+    refused INTEGER NOT NULL DEFAULT 0 CHECK (refused IN (0, 1)),
     CHECK (ends_at > starts_at OR ended_at IS NOT NULL),
     CHECK (approved_by = '' OR approved_by <> created_by),
     CHECK (kind <> 'lesson' OR ((service <> '' OR category <> '') AND scope <> 'account')),
@@ -54,7 +56,8 @@ CREATE TABLE exemptions (
     CHECK (kind = 'investigation' OR (case_ref = '' AND approved_by = '')),
     CHECK (kind <> 'investigation' OR case_ref <> ''),
     CHECK (kind = 'standing' OR (services = '' AND instruction = '')),
-    CHECK (kind <> 'standing' OR services <> '')
+    CHECK (kind <> 'standing' OR services <> ''),
+    CHECK (refused = 0 OR (kind = 'investigation' AND approved_by = '' AND ended_at IS NOT NULL))
 )
 """
 INDEX = "CREATE INDEX IF NOT EXISTS exemptions_ends ON exemptions (ends_at)"
@@ -63,7 +66,8 @@ _V0 = (
     "id, scope, scope_value, service, category, starts_at, ends_at, created_by, reason,"
     " created_at, ended_at, ended_by"
 )
-OLD_COLUMNS = {0: _V0, 1: f"{_V0}, kind, case_ref, approved_by, approved_at"}
+_V1 = f"{_V0}, kind, case_ref, approved_by, approved_at"
+OLD_COLUMNS = {0: _V0, 1: _V1, 2: f"{_V1}, services, instruction"}
 COLUMNS = (
     "id, scope, scope_value, service, category, starts_at, ends_at, created_by, reason,"
     " kind, case_ref, approved_by, services, instruction"
@@ -177,6 +181,17 @@ class ExemptionStore:
         )
         return cursor.rowcount == 1
 
+    def refuse(self, exemption_id: str, by: str, now: dt.datetime) -> bool:
+        """End a pending investigation now as refused; False unless it is pending and not yet
+        over."""
+        cursor = self._db.execute(
+            "UPDATE exemptions SET ends_at = max(?, starts_at), ended_at = ?, ended_by = ?,"
+            " refused = 1 WHERE id = ? AND kind = 'investigation' AND approved_by = ''"
+            " AND ended_at IS NULL AND ends_at > ?",
+            (_iso(now), _iso(now), by, exemption_id, _iso(now)),
+        )
+        return cursor.rowcount == 1
+
     def approve(self, exemption_id: str, by: str, now: dt.datetime) -> bool:
         """Put a pending investigation in force; False unless it is pending, not yet over,
         and ``by`` is not the person who started it."""
@@ -231,8 +246,8 @@ class ExemptionStore:
     ) -> tuple[Record, ...]:
         """Exemptions of this kind (or the one with this id) with their history, newest first."""
         sql = (
-            f"SELECT {COLUMNS}, created_at, approved_at, ended_at, ended_by FROM exemptions"
-            " WHERE kind = ?"
+            f"SELECT {COLUMNS}, created_at, approved_at, ended_at, ended_by, refused"
+            " FROM exemptions WHERE kind = ?"
         )
         values = [str(kind)]
         if ident is not None:
@@ -246,21 +261,24 @@ class ExemptionStore:
                 dt.datetime.fromisoformat(approved) if approved else None,
                 dt.datetime.fromisoformat(ended) if ended else None,
                 ended_by or "",
+                bool(refused),
             )
             for row in rows
-            for created, approved, ended, ended_by in [row[_WIDTH:]]
+            for created, approved, ended, ended_by, refused in [row[_WIDTH:]]
         )
 
 
 @dataclass(frozen=True)
 class Record:
-    """An exemption and its history: when it was made, approved, ended, and who ended it."""
+    """An exemption and its history: when it was made, approved, ended, who ended it, and
+    whether that was a refusal (of a pending investigation)."""
 
     exemption: Exemption
     created_at: dt.datetime
     approved_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     ended_by: str = ""
+    refused: bool = False
 
 
 def _exemption(row: tuple[str, ...]) -> Exemption:

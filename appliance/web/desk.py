@@ -25,12 +25,14 @@ from appliance.accounts.roles import (
 from appliance.accounts.store import ACCOUNTS_FILE, AccountStore, SignInRefused, User, open_store
 from appliance.config.loader import load
 from appliance.exemptions.investigation import Investigations
+from appliance.exemptions.lessons import Actor, LessonExemptions
+from appliance.exemptions.request import Grant
 from appliance.exemptions.standing import StandingPermissions, StandingRefused, delegates
 from appliance.monitoring import metrics
 from appliance.policy.facts import Exemption, Facts, ScopeKind
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.state import PolicyState
-from appliance.web.rules import EXEMPTERS, Choices, Grant, Refused, Request, choices, grant
+from appliance.web.rules import EXEMPTERS, Choices, Refused, Request, choices, grant
 from appliance.web.sessions import SESSIONS_FILE, Ended, Person, Session, SessionStore
 from appliance.web.settings import WebSettings
 from appliance.web.standing import StandingRequest, refusal
@@ -60,6 +62,10 @@ class Visitor:
     def name(self) -> str:
         return self.session.person.name
 
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.name, str(self.role), self.address)
+
 
 class Desk:
     def __init__(
@@ -85,9 +91,9 @@ class Desk:
             idle=self.settings.idle_timeout,
             lifetime=self.settings.session_lifetime,
         )
-        self.investigations = Investigations(
-            self.store, self.audit, state_dir, config.facts.timetable.zone
-        )
+        zone = config.facts.timetable.zone
+        self.lessons = LessonExemptions(self.store, self.audit, zone)
+        self.investigations = Investigations(self.store, self.audit, state_dir, zone)
         self.standing = StandingPermissions(self.store, self.audit)
 
     def close(self) -> None:
@@ -166,7 +172,9 @@ class Desk:
         )
 
     def may_end(self, visitor: Visitor, exemption: Exemption) -> bool:
-        return visitor.role is Role.ICT_MANAGER or exemption.created_by == visitor.name
+        return visitor.role is Role.ICT_MANAGER or (
+            visitor.role is Role.TEACHER and exemption.created_by == visitor.name
+        )
 
     def may_allow(self, visitor: Visitor) -> None:
         """:class:`Forbidden` (audited) unless this person's role may allow services."""
@@ -176,37 +184,20 @@ class Desk:
         """Make (or extend) an exemption; :class:`Forbidden` or :class:`Refused` otherwise."""
         self.may_allow(visitor)
         now = self.now()
-        facts = self.facts()
         try:
-            granted = grant(
-                facts,
-                visitor.role,
-                visitor.person.teacher,
-                visitor.name,
-                request,
-                now,
-                self.store.current(now),
+            asked = grant(
+                self.facts(), visitor.role, visitor.person.teacher, visitor.name, request, now
             )
         except Refused as refused:
-            detail = f"{request.target}: {refused.field}: {refused.reason}"
-            self.record(visitor.name, visitor.role, "exemption.refused", visitor.address, detail)
+            why = f"{refused.field}: {refused.reason}"
+            self.lessons.refused(request.target, why, visitor.actor, now)
             raise
-        exemption = granted.exemption
-        if granted.merged:
-            self.store.extend(exemption.id, exemption.end, now)
-        else:
-            exemption = self.store.add(exemption, now)
-            metrics.EXEMPTIONS_GRANTED.labels(str(exemption.kind)).inc()
-        zone = facts.timetable.zone
-        detail = (
-            f"{exemption.id} {request.target} until {exemption.end.astimezone(zone):%H:%M}"
-            f"{' (extended)' if granted.merged else ''}: {request.reason}"
-        )
-        self.record(visitor.name, visitor.role, "exemption.create", visitor.address, detail)
-        return Grant(exemption, granted.merged)
+        return self.lessons.allow(asked, visitor.actor, now)
 
     def end(self, visitor: Visitor, ident: str) -> Exemption:
-        """End a running exemption now; :class:`NotFound` or :class:`Forbidden` otherwise."""
+        """End a running exemption now; :class:`Forbidden` (the role first: a wrong role learns
+        nothing more) or :class:`NotFound` otherwise."""
+        self.require(visitor, EXEMPTERS, "ending an exemption")
         now = self.now()
         found = next((e for e in self.store.current(now) if e.id == ident), None)
         if found is None:
@@ -216,8 +207,7 @@ class Desk:
             raise Forbidden(
                 f"Only the ICT manager or whoever allowed it ({found.created_by}) can end {ident}."
             )
-        self.store.end(ident, visitor.name, now)
-        self.record(visitor.name, visitor.role, "exemption.end", visitor.address, ident)
+        self.lessons.end(ident, by=visitor.name, actor=visitor.actor, now=now)
         return found
 
     # -- investigation access ------------------------------------------------------------------

@@ -4,9 +4,7 @@ Pure functions over the policy's frozen facts, a user and an instant (no I/O, no
 rules of an exemption itself (a restricted service or category, a known room, the end of the
 lesson, never past the end of the school day) are :mod:`appliance.exemptions.request`'s; this
 module adds the person: a teacher only in a lesson they are teaching now, only for that lesson's
-room, class or a device in it, and no longer than the lesson; the ICT manager anywhere. A request
-that overlaps a running exemption for the same scope and target extends it instead of adding
-a second one.
+room, class or a device in it, and no longer than the lesson; the ICT manager anywhere.
 """
 
 from __future__ import annotations
@@ -17,7 +15,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from appliance.accounts.roles import Role
-from appliance.exemptions.request import ExemptionRefused, make_exemption, parse_target
+from appliance.exemptions.request import (
+    ExemptionRefused,
+    make_exemption,
+    parse_target,
+    reason_text,
+    whole_minutes,
+)
 from appliance.lists.services import CategoryPolicy
 from appliance.policy.facts import (
     LESSON_SCOPES,
@@ -30,8 +34,6 @@ from appliance.policy.facts import (
 from appliance.timetable.model import Lesson
 
 EXEMPTERS: frozenset[Role] = frozenset({Role.TEACHER, Role.ICT_MANAGER})
-MAX_MINUTES = 480
-REASON_LENGTH = (3, 200)
 FIELDS = ("service", "category", "scope", "scope_value", "reason", "minutes", "until")
 
 
@@ -61,14 +63,6 @@ class Request:
         """In :func:`appliance.exemptions.request.parse_target`'s words."""
         what = self.service or f"category:{self.category}"
         return f"{what}@{self.scope}:{self.scope_value}"
-
-
-@dataclass(frozen=True)
-class Grant:
-    """The exemption to store; ``merged`` when it extends a running one (same id)."""
-
-    exemption: Exemption
-    merged: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,15 +98,11 @@ def parse_request(doc: Any) -> Request:
     scope_value = text_field(doc, "scope_value", 100)
     if not scope_value:
         raise Refused("scope_value", "is required: the room, class or device")
-    reason = " ".join(text_field(doc, "reason", 1000).split())
-    shortest, longest = REASON_LENGTH
-    if not shortest <= len(reason) <= longest:
-        raise Refused("reason", f"is required: {shortest} to {longest} characters")
-    minutes = doc.get("minutes")
-    if minutes is not None and (
-        isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_MINUTES
-    ):
-        raise Refused("minutes", f"must be a whole number from 1 to {MAX_MINUTES}")
+    try:
+        reason = reason_text(text_field(doc, "reason", 1000))
+        minutes = None if doc.get("minutes") is None else whole_minutes(doc["minutes"])
+    except ExemptionRefused as refused:
+        raise Refused(refused.field, refused.reason) from refused
     until = None
     if doc.get("until") is not None:
         if minutes is not None:
@@ -141,8 +131,7 @@ def grant(
     by: str,
     request: Request,
     now: dt.datetime,
-    running: tuple[Exemption, ...] = (),
-) -> Grant:
+) -> Exemption:
     """The exemption ``request`` makes, or :class:`Refused` with the field and the reason.
 
     ``role`` must be one of :data:`EXEMPTERS` (the caller answers 403 to the others).
@@ -173,26 +162,9 @@ def grant(
             time_field, f"must not be after the end of this lesson ({_hm(facts, allowed.ends)})"
         )
     try:
-        exemption = make_exemption(
-            facts, request.target, now, by=by, reason=request.reason, until=until
-        )
+        return make_exemption(facts, request.target, now, by=by, reason=request.reason, until=until)
     except ExemptionRefused as refused:
         raise Refused(time_field, str(refused)) from refused
-    return merge(exemption, running)
-
-
-def merge(new: Exemption, running: tuple[Exemption, ...]) -> Grant:
-    """One exemption per scope and target at any time: an overlapping one is extended."""
-    for old in running:
-        same = (old.scope, old.scope_value, old.service, old.category) == (
-            new.scope,
-            new.scope_value,
-            new.service,
-            new.category,
-        )
-        if same and old.start < new.end and new.start < old.end:
-            return Grant(replace(old, end=max(old.end, new.end)), merged=True)
-    return Grant(new)
 
 
 def exemptible(facts: Facts) -> dict[str, tuple[tuple[str, str], ...]]:
@@ -266,6 +238,8 @@ def text_field(doc: Mapping[str, Any], key: str, longest: int) -> str:
 
 
 def _instant(value: Any) -> dt.datetime:
+    """An ISO-8601 time with an offset. The store keeps UTC: a time that falls outside the
+    years 1 to 9999 there (9999-12-31T23:59:59-14:00) is refused here, not failed on later."""
     try:
         when = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
@@ -274,6 +248,10 @@ def _instant(value: Any) -> dt.datetime:
         raise Refused(
             "until", "must be an ISO-8601 time with an offset, e.g. 2026-11-25T10:00+00:00"
         )
+    try:
+        when.astimezone(dt.UTC)
+    except OverflowError:
+        raise Refused("until", "must fall within the years 1 to 9999 in UTC") from None
     return when
 
 

@@ -150,6 +150,17 @@ def test_refuse_and_bad_requests(state: Path, capsys: pytest.CaptureFixture[str]
     assert exit_.value.code == "lessongate: investigation start is for ict-manager; dsl1 is dsl"
 
 
+def test_a_pending_request_ended_by_an_approver_is_listed_as_ended(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ident = started(state, capsys, "MSM", "--case", "SG-2026-016", "--reason", "withdrawn")
+    assert main(investigate(state, "end", "dsl1", ident)) == 0
+    assert f"{ident}  ended  account:MSM" in capsys.readouterr().out
+    assert main(investigate(state, "list", "slt1", "--json")) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["status"], listed["ended_by"]) == ("ended", "dsl1")
+
+
 def test_wrong_password_is_refused_and_audited(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

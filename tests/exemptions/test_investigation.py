@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.roles import Role
@@ -18,6 +19,7 @@ from appliance.accounts.store import ACCOUNTS_FILE, User
 from appliance.alerts.outbox import ALERTS_FILE, Outbox
 from appliance.config.loader import Config
 from appliance.exemptions.investigation import (
+    Investigation,
     InvestigationRefused,
     Investigations,
     Status,
@@ -232,6 +234,45 @@ def test_refused_and_ended(
         "Investigation access approved: device:10.20.14.7 (case SG-2)",
         "Investigation access ended: device:10.20.14.7 (case SG-2)",
     ]
+
+
+def pending(investigations: Investigations, config: Config, subject: str) -> Investigation:
+    """Asked for by the ict-manager at ``NOW``, not yet approved."""
+    return investigations.start(
+        config.facts, subject, case="SG-5", reason="a disclosure", by=ICTM, now=NOW
+    )
+
+
+@pytest.mark.parametrize("by", [DSL, SLT, ICTM])
+def test_a_pending_request_ended_early_is_ended_not_refused(
+    example: Config, parts: tuple[Investigations, ExemptionStore, AuditLog], by: User
+) -> None:
+    started = pending(parts[0], example, "s12-ipad-01")
+    ended = parts[0].end(started.id, by=by, now=NOW + MINUTE)
+    assert ended.status(NOW + 2 * MINUTE) is Status.ENDED
+    assert ended.as_dict(NOW + 2 * MINUTE)["status"] == "ended"
+    assert parts[0].all()[0].status(NOW + 2 * MINUTE) is Status.ENDED
+
+
+def granted() -> float:
+    return (
+        REGISTRY.get_sample_value("lessongate_exemptions_granted_total", {"kind": "investigation"})
+        or 0.0
+    )
+
+
+def test_counted_as_granted_when_the_access_begins(
+    example: Config, parts: tuple[Investigations, ExemptionStore, AuditLog]
+) -> None:
+    investigations = parts[0]
+    before = granted()
+    started = pending(investigations, example, "s12-ipad-01")
+    assert granted() == before  # pending: nothing is allowed yet
+    investigations.approve(started.id, by=DSL, now=NOW + MINUTE)
+    assert granted() == before + 1
+    refused = pending(investigations, example, "jpt-laptop")
+    investigations.refuse(refused.id, by=SLT, now=NOW + MINUTE)
+    assert granted() == before + 1
 
 
 def test_a_pending_request_lapses_at_its_end(

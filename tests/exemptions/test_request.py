@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from appliance.config.loader import Config
-from appliance.exemptions.request import ExemptionRefused, lesson_end, make_exemption
-from appliance.policy.facts import DEVICES, LessonRule, ScopeKind
+from appliance.exemptions.request import ExemptionRefused, lesson_end, make_exemption, merge
+from appliance.policy.facts import DEVICES, Exemption, LessonRule, ScopeKind
 
 LONDON = ZoneInfo("Europe/London")
 P1 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=LONDON)
@@ -76,6 +77,42 @@ def test_ends_with_the_lesson_and_never_after_school(example: Config) -> None:
         lesson_end(facts, P1, until=P1 - dt.timedelta(minutes=1))
 
 
+MIDNIGHT = dt.datetime(2026, 11, 26, 0, 0, tzinfo=LONDON)  # Wednesday's end
+MINUTE = dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("now", "until", "end"),
+    [
+        # after the last period (15:00): an hour by default, never past midnight
+        (P1.replace(hour=16), None, P1.replace(hour=17)),
+        (P1.replace(hour=16, minute=30), P1.replace(hour=16, minute=30) + 480 * MINUTE, MIDNIGHT),
+        (P1.replace(hour=16), dt.datetime(2027, 3, 1, 10, 0, tzinfo=dt.UTC), MIDNIGHT),
+        (P1.replace(hour=23, minute=30), None, MIDNIGHT),
+        (P1.replace(hour=16), dt.datetime.max.replace(tzinfo=dt.UTC), MIDNIGHT),
+        # a day with no school: that calendar day, school-local
+        (
+            dt.datetime(2026, 11, 28, 20, 0, tzinfo=LONDON),
+            dt.datetime(2026, 12, 25, 0, 0, tzinfo=LONDON),
+            dt.datetime(2026, 11, 29, 0, 0, tzinfo=LONDON),
+        ),
+        (
+            dt.datetime(2026, 11, 28, 23, 0, tzinfo=dt.UTC),  # 23:00 in London too
+            None,
+            dt.datetime(2026, 11, 29, 0, 0, tzinfo=LONDON),
+        ),
+        # a school day before its first period: until its last one ends
+        (P1.replace(hour=7), P1.replace(hour=19), P1.replace(hour=15)),
+    ],
+)
+def test_never_past_the_end_of_the_school_day(
+    example: Config, now: dt.datetime, until: dt.datetime | None, end: dt.datetime
+) -> None:
+    assert lesson_end(example.facts, now, until) == end
+    made = make_exemption(example.facts, "youtube@room:S12", now, by="ictm", until=until)
+    assert made.end == end
+
+
 def test_devices_need_a_network_that_keeps_them_off_in_lessons(example: Config) -> None:
     plain = dataclasses.replace(
         example.facts,
@@ -89,3 +126,22 @@ def test_devices_need_a_network_that_keeps_them_off_in_lessons(example: Config) 
         r" \(networks\[\]\.lessons: block-internet\)",
     ):
         make_exemption(plain, "devices@room:S12", P1, by="MSM")
+
+
+def test_merge_extends_only_the_same_scope_and_target() -> None:
+    start = P1
+    running = Exemption("ex-1", ScopeKind.ROOM, "S12", start, start + dt.timedelta(minutes=10),
+                        service="youtube")  # fmt: skip
+    later = replace(running, id="", start=start + dt.timedelta(minutes=5),
+                    end=start + dt.timedelta(minutes=30))  # fmt: skip
+    merged = merge(later, (running,))
+    assert merged.merged and merged.exemption.id == "ex-1"
+    assert (merged.exemption.start, merged.exemption.end) == (running.start, later.end)
+    for other in (
+        replace(later, scope_value="S14"),
+        replace(later, scope=ScopeKind.CLASS),
+        replace(later, service="tiktok"),
+        replace(later, service="", category="video"),
+        replace(later, start=running.end, end=running.end + dt.timedelta(minutes=5)),  # touching
+    ):
+        assert merge(other, (running,)).exemption is other

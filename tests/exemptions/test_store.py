@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.exemptions.store import ExemptionStore
+from appliance.exemptions.store import SCHEMA_VERSION, ExemptionStore
 from appliance.policy.facts import Exemption, ExemptionKind, ScopeKind
 
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
@@ -133,6 +133,64 @@ def test_approval_needs_a_second_person_and_a_pending_request(tmp_path: Path) ->
         store.add(investigation(id="inv-2", approved_by="ictm"), NOW)  # approving oneself
 
 
+def test_a_refusal_is_told_from_an_early_end(tmp_path: Path) -> None:
+    store = ExemptionStore(tmp_path / "lg.db")
+    lesson = store.add(grant(), NOW)
+    for ident in ("inv-1", "inv-2", "inv-3"):
+        store.add(investigation(id=ident), NOW)
+    later = NOW + dt.timedelta(minutes=1)
+    assert store.refuse("inv-1", "dsl1", later) is True
+    assert store.refuse("inv-1", "slt1", later) is False  # already refused
+    assert store.approve("inv-2", "dsl1", NOW) is True
+    assert store.refuse("inv-2", "slt1", later) is False  # in force: ended, not refused
+    assert store.end("inv-3", "dsl1", later, ExemptionKind.INVESTIGATION) is True
+    assert store.refuse("inv-3", "dsl1", later) is False  # already ended
+    assert store.refuse(lesson.id, "dsl1", later) is False  # only investigations
+    records = {r.exemption.id: r for r in store.records(ExemptionKind.INVESTIGATION)}
+    assert {ident: r.refused for ident, r in records.items()} == {
+        "inv-1": True,
+        "inv-2": False,
+        "inv-3": False,
+    }
+    refused = records["inv-1"]
+    assert (refused.ended_at, refused.ended_by, refused.exemption.end) == (later, "dsl1", later)
+    assert store.in_force(later) == (lesson, records["inv-2"].exemption)
+    store.close()
+    with sqlite3.connect(tmp_path / "lg.db") as db:  # only an unapproved investigation, ended
+        for ident in ("inv-2", lesson.id):
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+                db.execute("UPDATE exemptions SET refused = 1 WHERE id = ?", (ident,))
+    db.close()
+
+
+def test_a_version_2_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "lg.db"
+    with sqlite3.connect(path) as db:  # the columns before refusals were recorded
+        db.executescript(
+            """
+            CREATE TABLE exemptions (
+                id TEXT PRIMARY KEY, scope TEXT, scope_value TEXT, service TEXT,
+                category TEXT, starts_at TEXT, ends_at TEXT, created_by TEXT, reason TEXT,
+                created_at TEXT, ended_at TEXT, ended_by TEXT, kind TEXT, case_ref TEXT,
+                approved_by TEXT, approved_at TEXT, services TEXT, instruction TEXT
+            );
+            INSERT INTO exemptions VALUES ('inv-old', 'device', 's12-ipad-01', '', '',
+                '2026-11-25T09:00:00+00:00', '2026-11-25T09:05:00+00:00', 'ictm', 'case',
+                '2026-11-25T09:00:00+00:00', '2026-11-25T09:05:00+00:00', 'dsl1',
+                'investigation', 'SG-1', '', NULL, '', '');
+            PRAGMA user_version = 2;
+            """
+        )
+    db.close()
+    store = ExemptionStore(path)
+    [record] = store.records(ExemptionKind.INVESTIGATION)
+    assert (record.exemption.id, record.ended_by, record.refused) == ("inv-old", "dsl1", False)
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()
+
+
 def standing(**changes: object) -> Exemption:
     values: dict[str, object] = {
         "id": "st-1",
@@ -242,7 +300,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     assert len(store.in_force(NOW)) == 2
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     db.close()
 
 
@@ -283,7 +341,7 @@ def test_an_older_database_is_migrated(tmp_path: Path) -> None:
     assert len(again.current(NOW)) == 1
     assert len(again.current(NOW, ExemptionKind.INVESTIGATION)) == 1
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     db.close()
     assert names == {"exemptions", "exemptions_ends", "sqlite_autoindex_exemptions_1"}

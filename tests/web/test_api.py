@@ -221,6 +221,17 @@ def test_who_may_end_an_exemption(web: Web, role: Role, status: int) -> None:
         assert web.as_role(Role.DSL).get("/api/v1/exemptions").json() == {"exemptions": []}
 
 
+@pytest.mark.parametrize("role", OTHERS)
+def test_a_wrong_role_learns_nothing_of_an_exemption_it_may_not_end(web: Web, role: Role) -> None:
+    for ident in ("ex-00000000", allow(web.signed_in("msmith")).json()["id"]):
+        response = web.as_role(role).delete(f"/api/v1/exemptions/{ident}")
+        assert response.status_code == 403, response.text
+        assert response.json()["error"] == (
+            f"Ending an exemption is for teacher or ict-manager; you are signed in as {role}."
+        )
+        assert audit_actions(web)[-1] == "access.forbidden"
+
+
 def test_another_teacher_may_not_end_it(web: Web) -> None:
     ident = allow(web.signed_in("msmith")).json()["id"]
     assert web.signed_in("jpatel").delete(f"/api/v1/exemptions/{ident}").status_code == 403
@@ -517,6 +528,8 @@ def test_body_must_be_a_json_object(web: Web, content: bytes, kind: str) -> None
         ({"until": "09:30"}, "until", "ISO-8601 time with an offset"),
         ({"until": "2026-11-23T09:30"}, "until", "ISO-8601 time with an offset"),
         ({"until": "2026-11-23T08:00:00+00:00"}, "until", "is not after now"),
+        ({"until": "9999-12-31T23:59:59-14:00"}, "until", "within the years 1 to 9999 in UTC"),
+        ({"until": "0001-01-01T00:00:00+14:00"}, "until", "within the years 1 to 9999 in UTC"),
         ({"minutes": 10, "until": "2026-11-23T09:30:00+00:00"}, "until", "not both"),
         ({"colour": "red"}, "colour", "unknown field"),
         ({"service": "myspace"}, "service", "no service myspace"),
@@ -590,6 +603,46 @@ def test_the_ict_manager_anywhere_but_never_past_the_school_day(web: Web) -> Non
     assert response.json()["end"] == "2026-11-23T15:00:00+00:00"  # the end of P5
     web.clock.at = LUNCH  # no lesson now; and a new session after that long
     assert allow(web.as_role(Role.ICT_MANAGER), scope="class", scope_value="8C1").status_code == 201
+
+
+AFTER_SCHOOL = dt.datetime(2026, 11, 23, 16, 0, tzinfo=dt.UTC)  # P5 ended at 15:00
+MIDNIGHT = "2026-11-24T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("when", "fields", "end"),
+    [
+        (AFTER_SCHOOL, {}, "2026-11-23T17:00:00+00:00"),  # an hour by default
+        (AFTER_SCHOOL, {"until": "2027-03-01T10:00:00+00:00"}, MIDNIGHT),
+        (AFTER_SCHOOL.replace(hour=17), {"minutes": 480}, MIDNIGHT),
+        (AFTER_SCHOOL, {"until": "9999-12-31T23:59:59+00:00"}, MIDNIGHT),
+        (  # Saturday: no school, so the rest of that day
+            dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC),
+            {"until": "2026-12-25T10:00:00+00:00"},
+            "2026-11-29T00:00:00+00:00",
+        ),
+    ],
+)
+def test_after_school_never_past_the_end_of_the_day(
+    web: Web, when: dt.datetime, fields: dict[str, object], end: str
+) -> None:
+    web.clock.at = when
+    response = allow(web.as_role(Role.ICT_MANAGER), scope_value="Library", **fields)
+    assert response.status_code == 201, response.text
+    assert response.json()["end"] == end
+
+
+def test_a_time_past_the_year_9999_is_bad_input_not_a_failure(web: Web) -> None:
+    web.clock.at = AFTER_SCHOOL  # nothing before the store would have stopped it
+    client = web.as_role(Role.ICT_MANAGER)
+    response = allow(client, scope_value="Library", until="9999-12-31T23:59:59-14:00")
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "until: must fall within the years 1 to 9999 in UTC",
+        "field": "until",
+        "reason": "must fall within the years 1 to 9999 in UTC",
+    }
+    assert client.get("/api/v1/exemptions").json() == {"exemptions": []}
 
 
 def test_overlapping_requests_merge(web: Web) -> None:

@@ -99,6 +99,26 @@ def test_allow_and_end_through_the_form(web: Web) -> None:
     assert "Nothing is allowed at the moment." in ended.text
 
 
+@pytest.mark.parametrize("role", [Role.DSL, Role.SLT, Role.HEADTEACHER])
+def test_ending_is_refused_to_a_wrong_role_whatever_the_id(web: Web, role: Role) -> None:
+    client, page = sign_in(web, ROLE_USER[role])
+    for ident in ("ex-00000000", allow(web.signed_in("msmith")).json()["id"]):
+        response = client.post(f"/exemptions/{ident}/end", data={"csrf": csrf(page)})
+        assert response.status_code == 403
+        assert "Ending an exemption is for teacher or ict-manager" in response.text
+
+
+def test_the_ict_manager_after_school_until_midnight_at_most(web: Web) -> None:
+    web.clock.at = web.clock.at.replace(hour=23, minute=30)
+    client, page = sign_in(web, "ict")
+    response = client.post(
+        "/exemptions",
+        data={"csrf": csrf(page), "target": "service:youtube", "scope": "room",
+              "room": "Library", "until": "60", "reason": "late event"},
+    )  # fmt: skip
+    assert "YouTube allowed for room Library until 00:00." in response.text
+
+
 def test_a_refusal_keeps_what_was_typed(web: Web) -> None:
     client, page = sign_in(web, "msmith")
     response = client.post(
@@ -197,27 +217,33 @@ def test_the_audit_page_is_for_ict_manager_and_dsl(web: Web, role: Role, status:
         assert "The audit log is for ict-manager or dsl" in response.text
 
 
-def test_investigation_needs_a_second_person(web: Web) -> None:
-    ict, page = sign_in(web, "ict")
+def start_investigation(web: Web, case: str, reason: str) -> tuple[str, str]:
+    """The ict-manager asks for access to s12-ipad-01 on the form: (its id, the page shown)."""
+    ict, _ = sign_in(web, "ict")
     page = ict.get("/investigations").text
     started = ict.post(
         "/investigations",
-        data={"csrf": csrf(page), "subject": "s12-ipad-01", "case": "SG-2026-014",
-              "reason": "concern raised by form tutor", "minutes": "60"},
+        data={"csrf": csrf(page), "subject": "s12-ipad-01", "case": case, "reason": reason,
+              "minutes": "60"},
     )  # fmt: skip
-    assert "is waiting for a second person" in started.text
     ident = re.search(r"Investigation access (inv-[0-9a-f]+)", started.text)
-    assert ident
-    assert f'/investigations/{ident[1]}/approve"' not in started.text  # not by the starter
+    assert ident, started.text
+    return ident[1], started.text
+
+
+def test_investigation_needs_a_second_person(web: Web) -> None:
+    ident, started = start_investigation(web, "SG-2026-014", "concern raised by form tutor")
+    assert "is waiting for a second person" in started
+    assert f'/investigations/{ident}/approve"' not in started  # not by the starter
     teacher, _ = sign_in(web, "msmith")
     assert teacher.get("/investigations").status_code == 403
     dsl, page = sign_in(web, "dsl")
     page = dsl.get("/investigations").text
-    approved = dsl.post(f"/investigations/{ident[1]}/approve", data={"csrf": csrf(page)})
-    assert f"Investigation access {ident[1]} approved: in force." in approved.text
+    approved = dsl.post(f"/investigations/{ident}/approve", data={"csrf": csrf(page)})
+    assert f"Investigation access {ident} approved: in force." in approved.text
     assert 'class="badge active"' in approved.text
-    ended = dsl.post(f"/investigations/{ident[1]}/end", data={"csrf": csrf(approved.text)})
-    assert f"Investigation access {ident[1]} ended." in ended.text
+    ended = dsl.post(f"/investigations/{ident}/end", data={"csrf": csrf(approved.text)})
+    assert f"Investigation access {ident} ended." in ended.text
     slt, page = sign_in(web, "slt")
     refused = slt.post(
         "/investigations",
@@ -226,6 +252,16 @@ def test_investigation_needs_a_second_person(web: Web) -> None:
     )  # fmt: skip
     assert refused.status_code == 403
     assert "Starting investigation access is for ict-manager" in refused.text
+
+
+def test_a_pending_request_ended_by_an_approver_shows_as_ended(web: Web) -> None:
+    ident, _ = start_investigation(web, "SG-2026-015", "concern withdrawn")
+    dsl, _ = sign_in(web, "dsl")
+    page = dsl.get("/investigations").text
+    assert 'class="badge pending"' in page
+    ended = dsl.post(f"/investigations/{ident}/end", data={"csrf": csrf(page)})
+    assert f"Investigation access {ident} ended." in ended.text
+    assert 'class="badge ended"' in ended.text and "badge refused" not in ended.text
 
 
 def test_nothing_in_the_app_changes_the_audit_log(web: Web) -> None:

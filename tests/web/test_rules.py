@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 
 import pytest
 
 from appliance.accounts.roles import Role
 from appliance.config.loader import Config
-from appliance.policy.facts import Exemption, ScopeKind
-from appliance.web.rules import Refused, Request, choices, exemptible, grant, merge, parse_request
+from appliance.policy.facts import ScopeKind
+from appliance.web.rules import Refused, Request, choices, exemptible, grant, parse_request
 from tests.web.conftest import LUNCH, MONDAY_P1
 
 P1_END = dt.datetime(2026, 11, 23, 9, 50, tzinfo=dt.UTC)
@@ -46,9 +45,7 @@ def test_choices_of_the_ict_manager(example: Config) -> None:
 
 
 def test_grant_for_the_lesson(example: Config) -> None:
-    made = grant(example.facts, Role.TEACHER, "MSM", "msmith", request(), MONDAY_P1)
-    assert not made.merged
-    e = made.exemption
+    e = grant(example.facts, Role.TEACHER, "MSM", "msmith", request(), MONDAY_P1)
     assert (e.scope, e.scope_value, e.service, e.start, e.end, e.created_by) == (
         ScopeKind.ROOM,
         "S12",
@@ -63,25 +60,6 @@ def test_a_teacher_without_a_timetable_code(example: Config) -> None:
     with pytest.raises(Refused, match="no teacher code") as refused:
         grant(example.facts, Role.TEACHER, "", "newbie", request(), MONDAY_P1)
     assert refused.value.field == "scope"
-
-
-def test_merge_extends_only_the_same_scope_and_target() -> None:
-    start = MONDAY_P1
-    running = Exemption("ex-1", ScopeKind.ROOM, "S12", start, start + dt.timedelta(minutes=10),
-                        service="youtube")  # fmt: skip
-    later = replace(running, id="", start=start + dt.timedelta(minutes=5),
-                    end=start + dt.timedelta(minutes=30))  # fmt: skip
-    merged = merge(later, (running,))
-    assert merged.merged and merged.exemption.id == "ex-1"
-    assert (merged.exemption.start, merged.exemption.end) == (running.start, later.end)
-    for other in (
-        replace(later, scope_value="S14"),
-        replace(later, scope=ScopeKind.CLASS),
-        replace(later, service="tiktok"),
-        replace(later, service="", category="video"),
-        replace(later, start=running.end, end=running.end + dt.timedelta(minutes=5)),  # touching
-    ):
-        assert merge(other, (running,)).exemption is other
 
 
 def test_only_restricted_categories_are_offered(example: Config) -> None:
