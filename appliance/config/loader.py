@@ -134,6 +134,11 @@ class ListInputs:
         return text == self.text and all(_stamp(stamp[0]) == stamp for stamp in self.files)
 
 
+def kept_files(inputs: ListInputs | None) -> tuple[FileStamp, ...]:
+    """The list files of ``inputs`` (a kept list's files are not read again, nor stamped)."""
+    return inputs.files if inputs is not None else ()
+
+
 def _stamp(path: Path) -> FileStamp | None:
     """``path`` as it is now, from one stat; None unless it is a file there."""
     try:
@@ -159,6 +164,9 @@ class Config:
     accounts: Accounts = field(default_factory=Accounts)
     alerts: Alerts = field(default_factory=Alerts)
     list_inputs: ListInputs | None = None
+    # Every file the configuration names (lists, the device registry, calendars), wherever it
+    # is: a change to one is a change of policy, in a subdirectory too.
+    named_files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,6 +315,9 @@ class _Loader:
             accounts=accounts,
             alerts=alerts,
             list_inputs=list_inputs,
+            named_files=tuple(
+                sorted({stamp[0] for stamp in (*self.stamps, *kept_files(list_inputs))})
+            ),
         )
 
     def kept_lists(self) -> Config | None:

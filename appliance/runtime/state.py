@@ -190,8 +190,11 @@ class PolicyState:
             self._memo = _Memo(facts, 0, 0)
 
     def _files(self) -> Fingerprint:
-        """What a change of policy looks like: names, mtimes and sizes of the config files."""
-        paths = sorted(p for p in self.config_dir.iterdir() if p.is_file())
+        """What a change of policy looks like: paths, mtimes and sizes of the files in the
+        configuration directory and of every file the running configuration names elsewhere
+        (a list in a subdirectory, say)."""
+        paths = sorted(p.resolve() for p in self.config_dir.iterdir() if p.is_file())
+        paths += sorted(set(self.config.named_files) - set(paths))
         if self.state_dir is not None:
             paths.append(self.state_dir / RELOAD_REQUEST)
         out = []
@@ -200,7 +203,7 @@ class PolicyState:
                 stat = path.stat()
             except OSError:
                 continue
-            out.append((path.name, stat.st_mtime_ns, stat.st_size))
+            out.append((str(path), stat.st_mtime_ns, stat.st_size))
         return tuple(out)
 
 

@@ -121,6 +121,25 @@ def test_a_reload_keeps_lists_that_did_not_change(school_dir: Path, clock_file: 
     assert state.decide(STAFF, "newly-listed.example").reason is Reason.NEVER_EXEMPTIBLE
 
 
+def test_a_change_to_a_list_in_a_subdirectory_is_picked_up(
+    school_dir: Path, clock_file: Path
+) -> None:
+    """A list file elsewhere than the configuration directory's top level is watched too."""
+    feeds = school_dir / "feeds"
+    feeds.mkdir()
+    (school_dir / "illegal-content.txt").rename(feeds / "illegal-content.txt")
+    lists = school_dir / "lists.yaml"
+    lists.write_text(
+        lists.read_text().replace("file: illegal-content.txt", "file: feeds/illegal-content.txt")
+    )
+    state = PolicyState(school_dir, None, FileClock(clock_file, recheck=0))
+    assert state.decide(STAFF, "newly-listed.example").reason is not Reason.NEVER_EXEMPTIBLE
+    feed = feeds / "illegal-content.txt"
+    feed.write_text(feed.read_text() + "newly-listed.example\n")
+    state.refresh()
+    assert state.decide(STAFF, "newly-listed.example").reason is Reason.NEVER_EXEMPTIBLE
+
+
 def test_a_configuration_loaded_by_the_caller_is_kept_once_and_let_go_after_a_reload(
     school_dir: Path, clock_file: Path
 ) -> None:
