@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from appliance.firewall.neighbours import neighbour_cache
 from appliance.monitoring import metrics
 from appliance.monitoring.recorder import Recorder
 from appliance.policy.decision import Decision
-from appliance.policy.facts import Address, Client
+from appliance.policy.facts import Address, Client, ClientNetwork
 from appliance.runtime.clock import clock_for
 from appliance.runtime.state import PolicyState
 
@@ -85,6 +85,7 @@ class DnsWorker:
             blocked_answer=gateway.blocked_answer,
             router_for=self.router_for,
             on_decision=self.on_decision,
+            host=listen_host(state.facts.networks),
             port=gateway.dns_port,
             on_latency=self.latency.observe,
             mac_for=self.neighbours.mac_for,
@@ -167,6 +168,12 @@ class DnsWorker:
     def flush_meters(self) -> None:
         self.latency.flush()
         self.errors.update(self.service.stats())
+
+
+def listen_host(networks: Iterable[ClientNetwork]) -> str:
+    """Every IPv4 address, and IPv6 ones too (one dual-stack socket) when the school has an
+    IPv6 client network: the ruleset redirects its DNS here as well."""
+    return "::" if any(n.network.version == 6 for n in networks) else "0.0.0.0"
 
 
 def end_with_parent() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
+from scapy.layers.dns import DNS
 
 from appliance.dns import wire
 from appliance.firewall.neighbours import TABLE_FILE, TABLE_REFRESH, write_table
 from appliance.monitoring.decisionlog import LOG_FILE
 from appliance.runtime.supervisor import Options, dry_run
-from tests.dns import FakeUpstream, a_rdata, addresses, ask, rr
+from tests.dns import FakeUpstream, a_rdata, addresses, ask, query_bytes, rr
 from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,6 +173,27 @@ def test_a_reload_changes_the_upstream_and_the_blocked_answer(worker: Worker) ->
         assert "blocked names now answered with gateway" in worker.stderr.read_text()
     finally:
         other.stop()
+
+
+def test_a_school_with_an_ipv6_network_is_answered_over_ipv6(
+    setup: tuple[Path, Path, int],
+) -> None:
+    """The ruleset redirects an IPv6 network's DNS to the worker: it listens on IPv6 too."""
+    school, state, port = setup
+    config = school / "school.yaml"
+    v6 = "  - name: staff-v6\n    group: staff\n    router: fd00:30::1\n    cidr: fd00:30::/64\n"
+    config.write_text(config.read_text().replace("networks:\n", f"networks:\n{v6}", 1))
+    running = Worker(school, state, port, worker_argv(school, state))
+    try:
+        running.wait_for("example.org", "NOERROR")  # IPv4 as before
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+            sock.settimeout(5)
+            sock.sendto(query_bytes("www.instagram.com", wire.A, 7, False), ("::1", port))
+            reply = DNS(sock.recv(4096))
+        assert reply.rcode == wire.NXDOMAIN
+    finally:
+        running.stop()
 
 
 def test_ends_when_the_process_that_started_it_is_killed(setup: tuple[Path, Path, int]) -> None:
