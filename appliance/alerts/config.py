@@ -153,6 +153,11 @@ class Alerts:
             for role, r in self.recipients.items()
         }
 
+    def recipient_of(self, name: RuleName) -> str:
+        """The role a rule's alerts go to: the configured one, else the rule's default."""
+        rule = self.rules.get(name)
+        return rule.recipient if rule is not None else _DEFAULTS[name][0]
+
     def limits(self) -> dict[str, Limits]:
         """Every rule's limits, for the outbox (investigation's too: others raise it)."""
         out: dict[str, Limits] = {str(RuleName.INVESTIGATION): Limits()}
@@ -366,11 +371,15 @@ def _rules(
             continue
         name = RuleName(key)
         where = child(path, name)
-        named = () if name is RuleName.INVESTIGATION else ("recipient",)
-        entry = check.mapping(item or {}, where, optional=(*named, *_LIMIT_KEYS, *_EXTRA[name]))
+        entry = check.mapping(
+            item or {}, where, optional=("recipient", *_LIMIT_KEYS, *_EXTRA[name])
+        )
         entry = entry or {}
         role, count, minutes = _DEFAULTS[name]
         recipient = check.ident(entry.get("recipient", role), child(where, "recipient"))
+        # The investigation rule's default (dsl) goes out whether or not alerts.recipients
+        # names it, as before; one the school names must be there.
+        named = name is not RuleName.INVESTIGATION or "recipient" in entry
         if named and recipient is not None and recipient not in recipients:
             known = ", ".join(sorted(recipients)) or "none configured"
             check.error(

@@ -21,6 +21,7 @@ from appliance.accounts.roles import (
     Role,
 )
 from appliance.accounts.store import User
+from appliance.alerts.config import RuleName
 from appliance.cli.identity import SHELL_ADDRESS, add_config_arguments, add_identity_arguments
 from appliance.cli.steps import Step, signed_in, take
 from appliance.exemptions.investigation import (
@@ -107,7 +108,8 @@ def _step(
 
 
 def _investigations(step: Step) -> Investigations:
-    return Investigations(step.store, step.audit, step.state, step.zone)
+    recipient = step.config.alerts.recipient_of(RuleName.INVESTIGATION)
+    return Investigations(step.store, step.audit, step.state, step.zone, lambda: recipient)
 
 
 def _start(args: argparse.Namespace) -> int:

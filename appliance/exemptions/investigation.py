@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -146,13 +147,21 @@ class Investigations(AuditedSteps):
     refusal = InvestigationRefused
 
     def __init__(
-        self, store: ExemptionStore, audit: AuditLog, state_dir: Path, zone: dt.tzinfo = dt.UTC
+        self,
+        store: ExemptionStore,
+        audit: AuditLog,
+        state_dir: Path,
+        zone: dt.tzinfo = dt.UTC,
+        recipient: Callable[[], str] = lambda: ALERT_RECIPIENT,
     ) -> None:
-        """``zone``: the school's, for the times in alerts."""
+        """``zone``: the school's, for the times in alerts; ``recipient``: the role the
+        ``investigation`` alert rule names in the configuration in force (the DSL unless the
+        school says otherwise; asked at each step: a reload may change it)."""
         self.store = store
         self.audit = audit
         self.state_dir = state_dir
         self.zone = zone
+        self.recipient = recipient
 
     def get(self, ident: str) -> Investigation | None:
         found = self.store.records(ExemptionKind.INVESTIGATION, ident)
@@ -346,7 +355,7 @@ class Investigations(AuditedSteps):
         notify(
             self.state_dir,
             rule=ALERT_RULE,
-            recipient=ALERT_RECIPIENT,
+            recipient=self.recipient(),
             subject=f"Investigation access {step}: {i.target} (case {i.case})",
             body="\n".join(lines),
             key=f"investigation:{i.id}:{action}",

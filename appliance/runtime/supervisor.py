@@ -204,6 +204,7 @@ class Supervisor:
             netns.setns(self.options.netns)
 
     async def run(self) -> int:
+        from appliance.alerts.config import RuleName
         from appliance.alerts.service import AlertService
         from appliance.monitoring import metrics
         from appliance.monitoring.retention import RetentionSchedule
@@ -230,6 +231,7 @@ class Supervisor:
             AuditLog(self.state_dir / ACCOUNTS_FILE),
             self.state_dir,
             state.facts.timetable.zone,
+            lambda: state.config.alerts.recipient_of(RuleName.INVESTIGATION),
         )
         self.expiry_due = 0.0
         metrics.POLICY_RELOAD_OK.set(1)

@@ -23,6 +23,7 @@ from appliance.accounts.roles import (
     describe,
 )
 from appliance.accounts.store import ACCOUNTS_FILE, AccountStore, SignInRefused, User, open_store
+from appliance.alerts.config import RuleName
 from appliance.config.loader import load
 from appliance.exemptions.investigation import Investigations
 from appliance.exemptions.lessons import Actor, LessonExemptions
@@ -93,7 +94,13 @@ class Desk:
         )
         zone = config.facts.timetable.zone
         self.lessons = LessonExemptions(self.store, self.audit, zone)
-        self.investigations = Investigations(self.store, self.audit, state_dir, zone)
+        self.investigations = Investigations(
+            self.store,
+            self.audit,
+            state_dir,
+            zone,
+            lambda: self.policy.config.alerts.recipient_of(RuleName.INVESTIGATION),
+        )
         self.standing = StandingPermissions(self.store, self.audit)
 
     def close(self) -> None:

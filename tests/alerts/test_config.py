@@ -100,7 +100,7 @@ alerts:
     bypass: {recipient: nobody, dedupe_minutes: -1, max_per_hour: 0}
     watch-list: {file: empty.txt}
     staff-breach: {recipient: headteacher}
-    investigation: {recipient: dsl}
+    investigation: {recipient: headteacher}
     sleepy: {}
 """,
         tmp_path,
@@ -137,8 +137,8 @@ alerts:
         " AdGuard rules)",
         'school.yaml:alerts.rules.staff-breach.recipient: "headteacher" is not in'
         " alerts.recipients (dsl, slt)",
-        "school.yaml:alerts.rules.investigation.recipient: unknown key; allowed: dedupe_minutes,"
-        " max_per_hour",
+        'school.yaml:alerts.rules.investigation.recipient: "headteacher" is not in'
+        " alerts.recipients (dsl, slt)",
         "school.yaml:alerts.retry.max_seconds: 30 is less than first_seconds (60)",
         "school.yaml:alerts.retention_days: 0 is not a whole number from 1 to 3650",
     ]

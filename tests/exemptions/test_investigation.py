@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.roles import Role
 from appliance.accounts.store import ACCOUNTS_FILE, User
+from appliance.alerts.config import Alerts, RuleName
 from appliance.alerts.outbox import ALERTS_FILE, Outbox
 from appliance.config.loader import Config
 from appliance.exemptions.investigation import (
@@ -241,6 +242,23 @@ def pending(investigations: Investigations, config: Config, subject: str) -> Inv
     return investigations.start(
         config.facts, subject, case="SG-5", reason="a disclosure", by=ICTM, now=NOW
     )
+
+
+def test_the_alerts_go_to_the_recipient_the_school_names(example: Config, tmp_path: Path) -> None:
+    """alerts.rules.investigation.recipient (the DSL by default), asked at each step."""
+    named = ["dsl"]
+    store = ExemptionStore(tmp_path / STORE_FILE)
+    audit = AuditLog(tmp_path / ACCOUNTS_FILE)
+    try:
+        investigations = Investigations(store, audit, tmp_path, LONDON, lambda: named[0])
+        started = pending(investigations, example, "s12-ipad-01")
+        named[0] = "slt"  # a reload named another
+        investigations.approve(started.id, by=DSL, now=NOW + MINUTE)
+    finally:
+        store.close()
+        audit.close()
+    assert [recipient for _, recipient, _ in alerts(tmp_path)] == ["dsl", "slt"]
+    assert Alerts().recipient_of(RuleName.INVESTIGATION) == "dsl"
 
 
 @pytest.mark.parametrize("by", [DSL, SLT, ICTM])
