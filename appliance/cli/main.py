@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from appliance.cli import alerts as alerts_cli
 from appliance.cli import exempt as exempt_cli
@@ -243,29 +244,37 @@ def _client(config: Config, address: Address | None, group: str | None) -> Clien
 
 
 def _lists_match(args: argparse.Namespace) -> int:
-    matcher, report = read_list_file(args.file)
-    results = []
+    matcher, report, services = read_list_file(args.file)
+    results: list[dict[str, Any]] = []
     for name in args.names:
         normal = normalise(name)
         exception = matcher.exceptions.match(normal) if normal and matcher.exceptions else None
         rule = matcher.match(normal) if normal else None
         shown = rule or exception
-        results.append(
-            {"name": name, "matched": rule is not None, "rule": shown.text if shown else None}
-        )
+        result = {"name": name, "matched": rule is not None, "rule": shown.text if shown else None}
+        if services:  # AdGuard's services JSON: the service the rule is of, too
+            result["service"] = services[shown.line - 1] if shown else None
+        results.append(result)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     print(report.summary())
-    rows = [(r["name"], "yes" if r["matched"] else "no", r["rule"] or "") for r in results]
-    print(_table(("name", "matched", "rule"), rows))
+    head = ("name", "matched", "rule", *(("service",) if services else ()))
+    rows = [
+        (r["name"], "yes" if r["matched"] else "no", r["rule"] or "")
+        + ((r["service"] or "",) if services else ())
+        for r in results
+    ]
+    print(_table(head, rows))
     return 0
 
 
-def read_list_file(path: Path) -> tuple[DomainMatcher[Rule], ListReport]:
-    """A list file of any supported format, as rules; AdGuard services JSON by its shape."""
+def read_list_file(path: Path) -> tuple[DomainMatcher[Rule], ListReport, list[str]]:
+    """A list file of any supported format, as rules; AdGuard services JSON by its shape,
+    with the service of each rule (by line: the rules' order, one a line)."""
     matcher: DomainMatcher[Rule] = DomainMatcher()
     report = ListReport(path.name)
+    owners: list[str] = []
     try:
         text = path.read_text("utf-8", errors="replace")
     except OSError as error:
@@ -278,15 +287,10 @@ def read_list_file(path: Path) -> tuple[DomainMatcher[Rule], ListReport]:
             owners = [s["id"] for s in services for _ in s["rules"]]
         except (ValueError, KeyError, TypeError) as error:
             raise UsageError(f"{path}: not AdGuard's blocked-services JSON ({error})") from error
-        load_rules(
-            matcher,
-            lines,
-            report,
-            value_for=lambda r: Rule(f"{owners[r.line - 1]}: {r.text}", r.line),
-        )
+        load_rules(matcher, lines, report, value_for=lambda r: r)
     else:
         load_rules(matcher, text.splitlines(), report, value_for=lambda r: r)
-    return matcher, report
+    return matcher, report, owners
 
 
 if __name__ == "__main__":

@@ -115,11 +115,11 @@ def test_adguard_services_json(capsys: pytest.CaptureFixture[str], adguard_servi
         "s3.amazonaws.com",
         "wordpress.org",
     )
-    assert [(r["matched"], r["rule"]) for r in rows] == [
-        (True, "4chan: ||4chan.org^"),
-        (True, "ebay: |ebay-*.s3-us-west-1.amazonaws.com^"),
-        (False, None),
-        (False, None),
+    assert [(r["matched"], r["rule"], r["service"]) for r in rows] == [
+        (True, "||4chan.org^", "4chan"),
+        (True, "|ebay-*.s3-us-west-1.amazonaws.com^", "ebay"),
+        (False, None, None),
+        (False, None, None),
     ]
 
 
@@ -135,7 +135,12 @@ def test_bare_list_of_services_json(capsys: pytest.CaptureFixture[str], tmp_path
     path = tmp_path / "services.json"
     path.write_text(json.dumps([{"id": "one", "rules": ["||one.example^"]}]), "utf-8")
     [row] = match_json(capsys, path, "www.one.example")
-    assert row == {"name": "www.one.example", "matched": True, "rule": "one: ||one.example^"}
+    assert row == {
+        "name": "www.one.example",
+        "matched": True,
+        "rule": "||one.example^",
+        "service": "one",
+    }
 
 
 @pytest.mark.parametrize(
