@@ -379,6 +379,8 @@ def test_installed_configuration_is_valid(applied: Tree) -> None:
     assert (root / "etc/lessongate/tls/gateway.crt").is_file()
     resolved = (root / "etc/systemd/resolved.conf.d/lessongate.conf").read_text()
     assert "DNSStubListener=no" in resolved  # port 53 is the DNS worker's
+    journald = (root / "etc/systemd/journald.conf.d/lessongate.conf").read_text()
+    assert "MaxRetentionSec=30day" in journald  # logs rotated away, like the decision log
     assert not (root / "etc/resolv.conf").is_symlink()  # not the stub's: left as it was
     assert "certificate: /etc/lessongate/tls/gateway.crt" in school  # the teachers' page
     targets = (root / "etc/prometheus/lessongate/gateways.json").read_text()
