@@ -257,7 +257,7 @@ class LessonGate:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit mode: a CONNECT to a blocked name is refused at once (no tunnel, no
         upstream connection). A CONNECT to an address is decided by what it carries: the SNI
-        inside, or the no-SNI rule when it is not TLS (:meth:`next_layer`)."""
+        inside, or the no-SNI rule when it is not TLS (:meth:`decide_raw_tcp`)."""
         name = flow.request.host
         if not is_name(name):
             return
