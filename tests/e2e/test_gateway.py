@@ -15,6 +15,7 @@ from appliance.demo.topology import STUDENT, UPSTREAM_DNS, WEB
 from appliance.firewall import nft
 from appliance.firewall.neighbours import TABLE_FILE, TableFile
 from appliance.policy.facts import Exemption, ScopeKind
+from tests.conftest import ROOT
 from tests.e2e.conftest import AFTER_SCHOOL, LUNCH, Gateway
 
 
@@ -312,6 +313,106 @@ def test_a_reload_brings_the_firewall_up_to_date(gateway: Gateway) -> None:
         school.write_text(good)
     gateway.wait_until(lambda: doh not in live(), 10, "the policy's own ruleset again")
     assert gateway.dns("student", "instagram.com")["rcode"] == "NXDOMAIN"
+
+
+IDLE_AND_REUSE = """
+import socket, sys, time
+sys.path.insert(0, sys.argv[2])
+from tests.dns import query_bytes
+from scapy.layers.dns import DNS
+router = sys.argv[1]
+
+def ask(sock, name, ident):
+    sock.sendto(query_bytes(name, 1, ident), (router, 53))
+    reply = DNS(sock.recv(4096))
+    assert reply.id == ident and reply.qd[0].qname.decode().rstrip(".") == name, reply.summary()
+    return reply
+
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.settimeout(5)
+    sock.bind(("0.0.0.0", 0))
+    first = ask(sock, "example.org", 1)
+    assert first.rcode == 0 and first.ancount == 1, first.summary()
+    # A reused message id never gets another name's answer.
+    for i in range(50):
+        name = ("www.instagram.com", "example.org")[i % 2]
+        reply = ask(sock, name, 7)
+        assert reply.rcode == (3 if i % 2 == 0 else 0), (name, reply.rcode)
+    time.sleep(25)  # the same port, idle for 25 s
+    again = ask(sock, "example.org", 1)
+    assert again.rcode == 0 and again.ancount == 1, again.summary()
+    assert ask(sock, "www.instagram.com", 1).rcode == 3
+print("answered")
+"""
+
+FUZZ = """
+import random, socket, sys
+sys.path.insert(0, sys.argv[3])
+from scapy.all import fuzz, raw
+from scapy.layers.dns import DNS, DNSQR
+from tests.proxy.hellos import ssl_hello
+router, web = sys.argv[1], sys.argv[2]
+rng = random.Random(2026)
+allowed = 0
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    udp.settimeout(1)
+    for i in range(10_000):
+        udp.sendto(raw(fuzz(DNS(qd=DNSQR(qname="www.instagram.com")))), (router, 53))
+    try:
+        while True:  # whatever came back: never an answer for the blocked name
+            reply = udp.recv(65535)
+            try:
+                parsed = DNS(reply)
+                allowed += any(b"instagram" in bytes(rr.rrname) for rr in (parsed.an or []))
+            except Exception:
+                pass
+    except TimeoutError:
+        pass
+hello = ssl_hello("www.instagram.com")
+relayed = 0
+for i in range(60):
+    data = bytearray(hello[: rng.randrange(1, len(hello))] if i % 3 != 1 else hello)
+    if i % 3:  # corrupt the record, handshake and random, never the name itself
+        for _ in range(rng.randrange(1, 6)):
+            spot = rng.randrange(min(len(data), 43))
+            data[spot] = rng.randrange(256)
+    with socket.create_connection((web, 443), 3) as s:
+        s.sendall(bytes(data))
+        s.settimeout(0.5)
+        try:
+            reply = s.recv(4096)
+        except (TimeoutError, ConnectionResetError):
+            reply = b""
+        relayed += len(reply) > 0  # the server answered: the connection was relayed
+print("allowed", allowed, "relayed", relayed)
+"""
+
+
+def test_dns_through_the_gateway_idle_port_reused_ids_and_fuzz(gateway: Gateway) -> None:
+    """Through the gateway from the students' network: a port idle for 25 s is answered, a
+    reused message id never gets another name's answer; meanwhile 10,000 fuzzed DNS messages
+    (scapy) and 60 truncated or corrupted ClientHellos for a blocked name: no crash, no
+    allow."""
+    ns, router = gateway.net.student, "10.20.0.1"
+    idle = gateway.net.popen(
+        ns,
+        [sys.executable, "-c", IDLE_AND_REUSE, router, str(ROOT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        fuzzed = gateway.net.run(
+            ns, [sys.executable, "-c", FUZZ, router, WEB, str(ROOT)], timeout=120
+        )
+        assert fuzzed.stdout.strip() == "allowed 0 relayed 0", fuzzed.stderr
+        out, err = idle.communicate(timeout=60)
+        assert (idle.returncode, out.strip()) == (0, "answered"), err
+    finally:
+        idle.kill()
+    assert gateway.https("student", "example.org")["result"] == "ok"
+    assert gateway.https("student", "instagram.com")["result"] != "ok"
+    assert gateway.process.poll() is None
 
 
 def test_garbage_tls_and_dns_are_never_allowed(gateway: Gateway) -> None:
