@@ -110,6 +110,8 @@ def worker_argv(options: Options, mode: str, state_dir: Path) -> list[str]:
         f"lessongate_state={state_dir}",
         "--set",
         f"lessongate_neighbours={state_dir / TABLE_FILE}",
+        "--set",
+        f"lessongate_role={'explicit' if mode.startswith('regular') else 'transparent'}",
         "-s",
         str(options.addon),
     ]
