@@ -13,8 +13,7 @@ from appliance.accounts.roles import Role, describe
 from appliance.accounts.store import User
 from appliance.exemptions.store import ExemptionStore
 from appliance.policy.facts import ExemptionKind
-
-METRICS_DIR = "metrics"  # STATE/metrics: where the processes of `lessongate run` keep values
+from appliance.runtime.state import METRICS_DIR
 
 
 def count_granted(store: ExemptionStore, kind: ExemptionKind) -> None:

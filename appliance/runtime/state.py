@@ -30,6 +30,7 @@ STORE_FILE = "lessongate.db"
 MEMO_SIZE = 100_000  # decisions remembered per process; emptied when full
 MEMO_CLIENTS = 4_096  # Client objects the memo knows by identity; emptied when full
 RELOAD_REQUEST = "reload-request"  # touched by `lessongate run` on SIGHUP: every process reloads
+METRICS_DIR = "metrics"  # STATE/metrics: where the processes of `lessongate run` keep values
 
 type Fingerprint = tuple[tuple[str, int, int], ...]
 

@@ -38,7 +38,7 @@ from appliance.exemptions.investigation import Investigations
 from appliance.exemptions.store import ExemptionStore
 from appliance.firewall.neighbours import TABLE_FILE, NeighbourCache, write_table
 from appliance.runtime.clock import clock_for
-from appliance.runtime.state import RELOAD_REQUEST, STORE_FILE, PolicyState
+from appliance.runtime.state import METRICS_DIR, RELOAD_REQUEST, STORE_FILE, PolicyState
 
 if TYPE_CHECKING:
     from appliance.config.gateway import Gateway
@@ -190,7 +190,7 @@ class Supervisor:
         self.drops_due = 0.0
         self.state_dir = self.options.state_dir or Path(gateway.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        metrics_dir = self.state_dir / "metrics"
+        metrics_dir = self.state_dir / METRICS_DIR
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
