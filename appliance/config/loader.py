@@ -431,6 +431,9 @@ class _Loader:
         check = self.checker(path.name)
         out: list[Device] = []
         ids: list[tuple[str, str]] = []
+        # A MAC or an address names one device: a second would never be matched.
+        macs: list[tuple[str, str]] = []
+        addresses: list[tuple[str, str]] = []
         for line, row in _csv_rows(check, path, ("id", "mac", "address", "owner", "class")):
             device_id = check.text(row["id"], f"line {line}.id")
             mac = (row["mac"] or "").strip().lower()
@@ -443,6 +446,10 @@ class _Loader:
             )
             if not mac and not row["address"]:
                 check.error(f"line {line}", "a device needs a mac or an address")
+            if mac:
+                macs.append((f"line {line}", mac))
+            if address is not None:
+                addresses.append((f"line {line}", str(address)))
             if device_id:
                 ids.append((f"line {line}", device_id))
                 out.append(
@@ -455,6 +462,8 @@ class _Loader:
                     )
                 )
         _unique(check, ids, "id")
+        _unique(check, macs, "mac")
+        _unique(check, addresses, "address")
         self.finish(check)
         return tuple(out)
 

@@ -242,6 +242,14 @@ BROKEN = [
         id="duplicate-device-ids",
     ),
     pytest.param(
+        change("devices.csv", "02:00:00:30:01:02,10.30.1.2", "02:00:00:30:01:01,10.30.1.1"),
+        [
+            'devices.csv:line 3.mac: "02:00:00:30:01:01" appears twice (first at line 2)',
+            'devices.csv:line 3.address: "10.30.1.1" appears twice (first at line 2)',
+        ],
+        id="duplicate-device-macs-and-addresses",
+    ),
+    pytest.param(
         change(TIMETABLE, BREAK, BREAK.replace("name: Break", "name: Lunch")),
         every_day(
             'timetable.yaml:days.{day}[5].name: "Lunch" appears twice (first at days.{day}[3])'
