@@ -41,7 +41,6 @@ from appliance.runtime.clock import clock_for
 from appliance.runtime.state import METRICS_DIR, RELOAD_REQUEST, STORE_FILE, PolicyState
 
 if TYPE_CHECKING:
-    from appliance.config.gateway import Gateway
     from appliance.config.loader import Config
 
 log = logging.getLogger("lessongate.run")
@@ -185,7 +184,7 @@ class Supervisor:
         gateway = self.loaded.gateway
         # The ruleset redirects to the proxy workers started now, whatever a reload says.
         self.proxy_workers = gateway.proxy_worker_count(self.options.workers)
-        self.ports: Gateway | None = None  # whose WORKER_PORTS the workers bound at start
+        self.ports = gateway  # the workers bind its WORKER_PORTS at start, whatever a reload says
         self.firewall: str | None = None  # the ruleset applied last
         self.drops_due = 0.0
         self.state_dir = self.options.state_dir or Path(gateway.state_dir)
@@ -367,7 +366,7 @@ class Supervisor:
         from appliance.firewall.ruleset import RulesetError, ruleset
 
         gateway = self.state.config.gateway
-        ports = self.ports = self.ports or gateway
+        ports = self.ports
         changed = [n for n in WORKER_PORTS if getattr(gateway, n) != getattr(ports, n)]
         if changed:
             log.warning(
